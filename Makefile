@@ -1,0 +1,50 @@
+# samadapt: every user command. `make help` lists them.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SAMADAPT := $(VENV)/bin/samadapt
+EXP ?= ldit_refcoco
+ARGS ?=
+CKPT ?=
+# No hub downloads, W&B offline, no albumentations update check (all overridable from the shell).
+export HF_HUB_OFFLINE ?= 1
+export WANDB_MODE ?= offline
+export NO_ALBUMENTATIONS_UPDATE ?= 1
+
+.PHONY: help install test test-all demo train eval bench lint
+
+help:  ## list the commands
+	@grep -E '^[a-z-]+:.*## ' Makefile | sed -E 's/:.*## /\t/'
+
+# The stamp is newer than pyproject.toml once installed, so a second `make install` does nothing.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed  ## create .venv with the project and all its dependencies (idempotent)
+
+test: install  ## run the test suite (slow, full-size tests are skipped)
+	$(VENV)/bin/pytest
+
+test-all: install  ## the suite including the slow ViT-B tests
+	$(VENV)/bin/pytest --runslow
+
+demo: install  ## the end-to-end demo on the CPU: synthetic data, tiny SAM, every method, a report in runs/demo
+	$(SAMADAPT) demo --out runs/demo
+
+train: install  ## train an experiment: make train EXP=shallow_refcoco ARGS="--trainer.max_steps=10"
+	@test -f experiments/$(EXP).yaml || { echo "no experiment experiments/$(EXP).yaml; see ls experiments/" >&2; exit 2; }
+	$(SAMADAPT) fit --config experiments/base.yaml --config experiments/$(EXP).yaml $(ARGS)
+
+eval: install  ## evaluate a checkpoint on the test splits: make eval EXP=shallow_refcoco CKPT=runs/.../last.ckpt
+	@test -f experiments/$(EXP).yaml || { echo "no experiment experiments/$(EXP).yaml; see ls experiments/" >&2; exit 2; }
+	@test -n "$(CKPT)" || { echo "set CKPT=path/to/checkpoint.ckpt" >&2; exit 2; }
+	$(SAMADAPT) test --config experiments/base.yaml --config experiments/$(EXP).yaml --ckpt_path $(CKPT) $(ARGS)
+
+bench: install  ## speed and memory benchmarks, ratios measured side by side
+	$(PY) -m samadapt.bench
+
+lint: install  ## ruff
+	$(VENV)/bin/ruff check samadapt data_modules tests

@@ -1,0 +1,103 @@
+"""Official SAM checkpoints: safe loading, variant detection, resizing to another input size, saving."""
+
+import pickle
+import re
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from samadapt.errors import MissingFileError, SamAdaptError, UnsafeFileError
+from samadapt.io import atomic_torch_save
+from samadapt.sam.config import OFFICIAL_DOWNLOAD, SAM_CONFIGS
+
+# Keys every official SAM state dict has, whatever the variant.
+_REQUIRED_KEYS = ("image_encoder.patch_embed.proj.weight", "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix",
+                  "mask_decoder.iou_token.weight")
+
+
+def _how_to_get(variant: str | None) -> str:
+    if variant in SAM_CONFIGS and SAM_CONFIGS[variant].official_checkpoint:
+        name = SAM_CONFIGS[variant].official_checkpoint
+        return f"Download {OFFICIAL_DOWNLOAD}{name} into checkpoints/ (or point model.sam_checkpoint at your copy)."
+    return "Point model.sam_checkpoint at an official SAM checkpoint (sam_vit_b_01ec64.pth and friends)."
+
+
+def load_sam_state_dict(path: str | Path, expected_variant: str | None = None) -> dict[str, torch.Tensor]:
+    """Read a plain SAM state dict with weights_only=True; refuse anything else with one clear sentence."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(path, "SAM checkpoint", _how_to_get(expected_variant))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        if refused:  # the pickle names a function or class to call: refuse, never run it
+            raise UnsafeFileError(
+                f"{path} is not a plain tensor checkpoint: loading it would call {refused.group(1)}. "
+                "Official SAM checkpoints are plain state dicts; do not load this file."
+            ) from None
+        raise SamAdaptError(f"{path} cannot be read as a PyTorch checkpoint (corrupt or not a torch file). "
+                            + _how_to_get(expected_variant)) from None
+    except Exception as err:  # truncated file, not a torch file at all, ...
+        raise SamAdaptError(f"{path} cannot be read as a PyTorch checkpoint ({type(err).__name__}: "
+                            f"{str(err).splitlines()[0][:200]}). {_how_to_get(expected_variant)}") from None
+    if not isinstance(state, dict) or not all(k in state for k in _REQUIRED_KEYS):
+        raise SamAdaptError(
+            f"{path} is not a SAM state dict (expected keys such as {_REQUIRED_KEYS[0]!r}). "
+            + _how_to_get(expected_variant)
+        )
+    found = identify_variant(state)
+    if expected_variant is not None and found != expected_variant:
+        raise SamAdaptError(
+            f"{path} looks like a {found or 'non-standard'} checkpoint ({describe(state)}), "
+            f"but the model is configured as {expected_variant}; set model.sam_variant={found}"
+            if found else f"{path} does not match SAM {expected_variant} ({describe(state)})."
+        )
+    return state
+
+
+def describe(state: dict[str, torch.Tensor]) -> str:
+    width = state["image_encoder.patch_embed.proj.weight"].shape[0]
+    depth = len({k.split(".")[2] for k in state if k.startswith("image_encoder.blocks.")})
+    return f"encoder width {width}, {depth} blocks"
+
+
+def identify_variant(state: dict[str, torch.Tensor]) -> str | None:
+    """The registry name whose encoder width, depth and patch size match the state dict, if any."""
+    weight = state["image_encoder.patch_embed.proj.weight"]
+    depth = len({k.split(".")[2] for k in state if k.startswith("image_encoder.blocks.")})
+    for name, cfg in SAM_CONFIGS.items():
+        if (weight.shape[0], depth, weight.shape[-1]) == (cfg.encoder_embed_dim, cfg.encoder_depth, cfg.patch_size):
+            return name
+    return None
+
+
+def adapt_state_dict(state: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Resize size-dependent tensors (pos_embed, rel_pos tables) of `state` to `model`'s input size."""
+    target = model.state_dict()
+    out = {}
+    for key, value in state.items():
+        want = target.get(key)
+        if want is None or want.shape == value.shape:
+            out[key] = value
+        elif key.endswith("pos_embed"):  # (1, H, W, C) grid of absolute positions
+            grid = value.permute(0, 3, 1, 2).float()
+            grid = F.interpolate(grid, size=want.shape[1:3], mode="bicubic", align_corners=False)
+            out[key] = grid.permute(0, 2, 3, 1).to(value.dtype)
+        elif key.endswith(("rel_pos_h", "rel_pos_w")):  # (2S-1, head_dim) table of relative offsets
+            table = value.t().unsqueeze(0).float()
+            table = F.interpolate(table, size=want.shape[0], mode="linear", align_corners=False)
+            out[key] = table.squeeze(0).t().to(value.dtype)
+        else:
+            raise SamAdaptError(f"checkpoint tensor {key} has shape {tuple(value.shape)}, "
+                                f"the model expects {tuple(want.shape)}")
+    return out
+
+
+def save_sam_checkpoint(sam: torch.nn.Module, path: str | Path) -> None:
+    """Write a plain state dict, the format Meta released, atomically."""
+    state = {k: v.detach().cpu().contiguous() for k, v in sam.state_dict().items()}
+    if not all(k in state for k in _REQUIRED_KEYS):
+        raise SamAdaptError("save_sam_checkpoint expects a plain segment_anything Sam module")
+    atomic_torch_save(state, path)

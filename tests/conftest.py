@@ -1,0 +1,58 @@
+"""Shared fixtures: a tiny SAM saved in the official format, tiny synthetic RefCOCO data, a tiny BERT."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from tests.fixtures_text import make_tiny_bert  # noqa: E402
+
+TEST_SIZE = 64  # tests run the tiny SAM at 64 px (an 8x8 token grid)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", help="also run tests marked slow (full-size SAM)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow: full-size SAM; run with --runslow (make test-all)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_sam_checkpoint(tmp_path_factory) -> str:
+    """The tiny SAM at its native 128 px, random weights, saved as a plain state dict (official format)."""
+    from samadapt.sam import build_sam, save_sam_checkpoint
+
+    torch.manual_seed(0)
+    sam = build_sam("tiny")
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(1)
+        for name, p in sam.named_parameters():
+            if "rel_pos" in name or "pos_embed" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+    path = tmp_path_factory.mktemp("sam") / "tiny_sam.pth"
+    save_sam_checkpoint(sam, path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def shapes_root(tmp_path_factory) -> str:
+    from data_modules.synth import write_synthetic_refcoco
+
+    root = tmp_path_factory.mktemp("shapes")
+    write_synthetic_refcoco(root, dataset="shapes", num_train=24, num_eval=6, seed=0)
+    return str(root)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> str:
+    return make_tiny_bert(tmp_path_factory.mktemp("bert"))
