@@ -1,0 +1,36 @@
+"""Datasets and LightningDataModules that yield samples in the shared prompted-segmentation format."""
+
+from .collate import collate_prompted
+from .prompts import jitter_box, mask_to_box, sample_points, sample_prompts
+from .refcoco import RefCocoDataset
+from .safe_pickle import load_refs, load_refs_pickle
+from .synth import write_synthetic_refcoco
+from .transforms import letterbox, swap_left_right
+
+_LAZY = {"PromptedSegDataModule": ".base", "RefCocoDataModule": ".refcoco_datamodule"}
+
+
+def __getattr__(name: str):
+    # the DataModules import lightning (seconds); load them only when asked, so `samadapt synth` stays fast
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "PromptedSegDataModule",
+    "RefCocoDataModule",
+    "RefCocoDataset",
+    "collate_prompted",
+    "jitter_box",
+    "letterbox",
+    "load_refs",
+    "load_refs_pickle",
+    "mask_to_box",
+    "sample_points",
+    "sample_prompts",
+    "swap_left_right",
+    "write_synthetic_refcoco",
+]

@@ -1,0 +1,55 @@
+"""Shared LightningDataModule plumbing for datasets that yield prompted-segmentation samples."""
+
+from __future__ import annotations
+
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from .collate import collate_prompted
+
+
+def take_first(ds: Dataset, n: int | None) -> Dataset:
+    """The first n samples of ds (all if n is None or larger); deterministic, for quick runs."""
+    if n is None or n >= len(ds):  # type: ignore[arg-type]
+        return ds
+    return Subset(ds, range(n))
+
+
+class PromptedSegDataModule(LightningDataModule):
+    """Builds the dataloaders; subclasses fill train_set, val_set and test_sets in setup()."""
+
+    def __init__(self, batch_size: int = 8, eval_batch_size: int = 8, num_workers: int = 0):
+        super().__init__()
+        self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_sets: list[Dataset] = []
+        self.test_split_names: list[str] = []
+
+    def _loader(self, ds: Dataset | None, batch_size: int, shuffle: bool, what: str) -> DataLoader:
+        if ds is None:
+            raise RuntimeError(f"{type(self).__name__}.setup() has not built the {what} set")
+        return DataLoader(
+            ds,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            drop_last=shuffle and len(ds) > batch_size,  # type: ignore[arg-type]
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=collate_prompted,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.batch_size, True, "train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, self.eval_batch_size, False, "validation")
+
+    def test_dataloader(self) -> list[DataLoader]:
+        """One loader per test split, in the order of `test_split_names`."""
+        if not self.test_sets:
+            raise RuntimeError(f"{type(self).__name__}.setup('test') has not built the test sets")
+        return [self._loader(ds, self.eval_batch_size, False, "test") for ds in self.test_sets]
+
+    def predict_dataloader(self) -> list[DataLoader]:
+        return self.test_dataloader()

@@ -1,0 +1,31 @@
+"""Batch prompted-segmentation samples (shared sample-dict contract)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+def collate_prompted(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack tensors; pad points to the largest K with (0, 0) and label -1 (SAM's "not a point")."""
+    if not samples:
+        raise ValueError("cannot collate an empty list of samples")
+    b = len(samples)
+    k_max = max(int(s["points"].shape[0]) for s in samples)
+    points = torch.zeros(b, k_max, 2, dtype=torch.float32)
+    labels = torch.full((b, k_max), -1, dtype=torch.long)
+    for i, s in enumerate(samples):
+        k = int(s["points"].shape[0])
+        points[i, :k] = s["points"]
+        labels[i, :k] = s["point_labels"]
+    return {
+        "image": torch.stack([s["image"] for s in samples]),
+        "mask": torch.stack([s["mask"] for s in samples]),
+        "points": points,
+        "point_labels": labels,
+        "box": torch.stack([s["box"] for s in samples]),
+        "text": [s["text"] for s in samples],
+        "sample_id": [s["sample_id"] for s in samples],
+        "orig_size": torch.stack([s["orig_size"] for s in samples]),
+    }

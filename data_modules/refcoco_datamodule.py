@@ -1,0 +1,58 @@
+"""LightningDataModule for RefCOCO-family data (real, or synthetic from `samadapt synth`)."""
+
+from __future__ import annotations
+
+from .base import PromptedSegDataModule, take_first
+from .refcoco import RefCocoDataset, check_refcoco_paths, refcoco_paths
+
+
+class RefCocoDataModule(PromptedSegDataModule):
+    """Train / val / test splits of one refs file; paths are checked at setup with clear errors."""
+
+    def __init__(
+        self,
+        root: str,
+        dataset: str = "refcoco",
+        split_by: str = "unc",
+        train_split: str = "train",
+        val_split: str = "val",
+        test_splits: list[str] | None = None,
+        image_dir: str | None = None,
+        image_size: int = 1024,
+        num_points: int = 1,
+        box_jitter: float = 0.1,
+        hflip: bool = False,
+        color_jitter: bool = False,
+        batch_size: int = 8,
+        eval_batch_size: int = 8,
+        num_workers: int = 0,
+        seed: int = 0,
+        max_train_samples: int | None = None,
+        max_eval_samples: int | None = None,
+    ):
+        """test_splits defaults to ["val", "testA", "testB"]; color_jitter is opt-in (it can break colour words)."""
+        super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers)
+        self.save_hyperparameters()
+        self.root, self.dataset, self.split_by, self.image_dir = root, dataset, split_by, image_dir
+        self.train_split, self.val_split = train_split, val_split
+        self.test_split_names = list(test_splits) if test_splits is not None else ["val", "testA", "testB"]
+        self.image_size, self.num_points, self.box_jitter = image_size, num_points, box_jitter
+        self.hflip, self.color_jitter, self.seed = hflip, color_jitter, seed
+        self.max_train_samples, self.max_eval_samples = max_train_samples, max_eval_samples
+
+    def _dataset(self, split: str, train: bool) -> RefCocoDataset:
+        return RefCocoDataset(
+            self.root, self.dataset, self.split_by, split, self.image_dir, self.image_size, train=train,
+            num_points=self.num_points, box_jitter=self.box_jitter if train else 0.0,
+            hflip=self.hflip and train, seed=self.seed, color_jitter=self.color_jitter and train,
+        )
+
+    def setup(self, stage: str | None = None) -> None:
+        check_refcoco_paths(refcoco_paths(self.root, self.dataset, self.split_by, self.image_dir))
+        if stage in (None, "fit"):
+            self.train_set = take_first(self._dataset(self.train_split, True), self.max_train_samples)
+        if stage in (None, "fit", "validate"):
+            self.val_set = take_first(self._dataset(self.val_split, False), self.max_eval_samples)
+        if stage in (None, "test", "predict"):
+            self.test_sets = [take_first(self._dataset(s, False), self.max_eval_samples)
+                              for s in self.test_split_names]

@@ -1,0 +1,81 @@
+"""Letterboxing to the model resolution and the optional training augmentations."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+@dataclass
+class Letterboxed:
+    """An image and mask letterboxed to S x S (content at top-left, zero padding bottom/right)."""
+
+    image: torch.Tensor  # (3, S, S) float, 0..255
+    mask: torch.Tensor  # (1, S, S) float, {0, 1}
+    scale: float  # letterboxed coordinate = original coordinate * scale
+    content_hw: tuple[int, int]  # size of the resized content inside the S x S frame
+
+
+def letterbox_shape(h: int, w: int, size: int) -> tuple[int, int]:
+    """Resized (h, w) with the longest side == size, rounded as SAM's ResizeLongestSide does."""
+    scale = size / max(h, w)
+    return int(h * scale + 0.5), int(w * scale + 0.5)
+
+
+def letterbox(image: np.ndarray, mask: np.ndarray, size: int) -> Letterboxed:
+    """Resize HxWx3 uint8 image (bilinear) and HxW mask (nearest) so the longest side is `size`, pad to S x S."""
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must be HxWx3, got {image.shape}")
+    h, w = image.shape[:2]
+    if mask.shape[:2] != (h, w):
+        raise ValueError(f"mask shape {mask.shape} does not match image shape {image.shape}")
+    nh, nw = letterbox_shape(h, w, size)
+    img = np.asarray(Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).resize((nw, nh), Image.BILINEAR))
+    msk = np.asarray(Image.fromarray((mask > 0).astype(np.uint8)).resize((nw, nh), Image.NEAREST))
+    out_img = torch.zeros(3, size, size, dtype=torch.float32)
+    out_img[:, :nh, :nw] = torch.from_numpy(img.copy()).permute(2, 0, 1).float()
+    out_mask = torch.zeros(1, size, size, dtype=torch.float32)
+    out_mask[0, :nh, :nw] = torch.from_numpy(msk.copy()).float()
+    return Letterboxed(out_img, out_mask, size / max(h, w), (nh, nw))
+
+
+_LEFT_RIGHT = re.compile(r"\b(left|right)(most)?\b", re.IGNORECASE)
+
+
+def _swap_word(match: re.Match) -> str:
+    word, suffix = match.group(1), match.group(2) or ""
+    swapped = "right" if word.lower() == "left" else "left"
+    if word.isupper():
+        swapped = swapped.upper()
+    elif word[0].isupper():
+        swapped = swapped.capitalize()
+    return swapped + suffix
+
+
+def swap_left_right(text: str) -> str:
+    """Swap 'left'<->'right' (and 'leftmost'<->'rightmost'), keeping case; other words untouched."""
+    return _LEFT_RIGHT.sub(_swap_word, text)
+
+
+def hflip(image: np.ndarray, mask: np.ndarray, text: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """Mirror image and mask left-right and swap left/right in the text so it still names the object."""
+    return image[:, ::-1].copy(), mask[:, ::-1].copy(), swap_left_right(text)
+
+
+class ColorJitter:
+    """Brightness/contrast/saturation jitter via albumentations (hue is left alone by default).
+
+    Opt-in: colour changes can break colour-referring text ("the red circle"), so keep hue at 0.
+    """
+
+    def __init__(self, brightness: float = 0.2, contrast: float = 0.2, saturation: float = 0.2, hue: float = 0.0):
+        import albumentations as A  # imported lazily: slow, and only needed when enabled
+
+        self._t = A.ColorJitter(brightness=brightness, contrast=contrast, saturation=saturation, hue=hue, p=1.0)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        return self._t(image=image)["image"]
