@@ -1,0 +1,56 @@
+"""What every method is: trainable parts attached to a frozen SAM, through a few hooks.
+
+A method
+- builds its layers in `attach`, sized to the SAM and text encoder it is given, and may wrap SAM's
+  submodules there (see `injection.py`: parallel branches, extra tokens in encoder blocks);
+- may condition the image encoder on per-image inputs (text features) through `encode`;
+- may add or transform the decoder's prompt embeddings in `prompt_embeddings`;
+- declares exactly which modules train in `trainable_modules`; the LightningModule checks that nothing else does.
+"""
+
+import torch
+from segment_anything.modeling import Sam
+from torch import nn
+
+from samadapt.sam.loop import encode_images
+from samadapt.text import TextFeatures
+
+
+class Method(nn.Module):
+    uses_text: bool = False  # whether the method reads text features
+    # Whether anything trainable or input-dependent runs inside the image encoder. When False the image
+    # embedding depends on the image alone and may be computed once and reused.
+    conditions_encoder: bool = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Per-forward inputs that wrapped blocks read (e.g. "text"). A plain dict, never saved.
+        self.context: dict[str, object] = {}
+
+    def attach(self, sam: Sam, text_dim: int | None) -> None:
+        """Create layers sized to this SAM and text encoder, wrap SAM's blocks if needed. Called once."""
+
+    def trainable_modules(self, sam: Sam) -> dict[str, nn.Module]:
+        """Modules whose parameters all train, by name relative to the LightningModule ("method", "sam.x")."""
+        return {"method": self}
+
+    def encode(self, sam: Sam, images: torch.Tensor, text: TextFeatures | None) -> torch.Tensor:
+        """Image embeddings (B,C,h,w). Wrapped blocks find the text in `self.context` during the call."""
+        self.context["text"] = text
+        try:
+            return encode_images(sam, images)
+        finally:
+            self.context.clear()
+
+    def prompt_embeddings(
+        self,
+        sparse: torch.Tensor,
+        dense: torch.Tensor,
+        text: TextFeatures | None,
+        image_embedding: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One sample's sparse (1,N,C) and dense (1,C,h,w) prompt embeddings, after the method's changes.
+
+        `text` holds this sample's unpadded tokens (1,L,D) or is None when the batch has no text prompt.
+        """
+        return sparse, dense

@@ -1,0 +1,3 @@
+from samadapt.methods.full.method import FullFinetune
+
+__all__ = ["FullFinetune"]

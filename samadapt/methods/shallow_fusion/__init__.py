@@ -1,0 +1,3 @@
+from samadapt.methods.shallow_fusion.method import ShallowFusion
+
+__all__ = ["ShallowFusion"]
