@@ -25,7 +25,7 @@ def test_official_builder_checkpoint_loads_at_1024_and_512(tmp_path):
 
     assert identify_variant(load_sam_state_dict(path)) == "vit_b"
     ours = build_sam("vit_b", str(path))
-    for (name, a), b in zip(official.state_dict().items(), ours.state_dict().values()):
+    for (name, a), b in zip(official.state_dict().items(), ours.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     assert not any(p.requires_grad for p in ours.parameters())
 

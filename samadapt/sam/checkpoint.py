@@ -12,8 +12,11 @@ from samadapt.io import atomic_torch_save
 from samadapt.sam.config import OFFICIAL_DOWNLOAD, SAM_CONFIGS
 
 # Keys every official SAM state dict has, whatever the variant.
-_REQUIRED_KEYS = ("image_encoder.patch_embed.proj.weight", "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix",
-                  "mask_decoder.iou_token.weight")
+_REQUIRED_KEYS = (
+    "image_encoder.patch_embed.proj.weight",
+    "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix",
+    "mask_decoder.iou_token.weight",
+)
 
 
 def _how_to_get(variant: str | None) -> str:

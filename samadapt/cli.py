@@ -1,0 +1,79 @@
+"""The `samadapt` command: LightningCLI verbs (fit, validate, test, predict) plus samadapt's own verbs."""
+
+import os
+import sys
+
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.cli import LightningCLI
+
+from samadapt.errors import SamAdaptError
+from samadapt.module import SamAdaptModule
+
+
+class SamAdaptCLI(LightningCLI):
+    def __init__(self, args=None, run: bool = True, **kwargs):
+        super().__init__(
+            SamAdaptModule,
+            LightningDataModule,
+            subclass_mode_data=True,
+            save_config_kwargs={"overwrite": True},
+            args=args,
+            run=run,
+            **kwargs,
+        )
+
+
+def _synth(argv: list[str]) -> None:
+    from data_modules.synth import main
+
+    main(argv)
+
+
+def _prepare_demo(argv: list[str]) -> None:
+    from samadapt.demo import prepare_main
+
+    prepare_main(argv)
+
+
+def _demo(argv: list[str]) -> None:
+    from samadapt.demo import main
+
+    main(argv)
+
+
+def finish_wandb() -> None:
+    """Close the W&B run, if one is open, so the next run in this process starts its own."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
+
+
+EXTRA_VERBS = {
+    "synth": (_synth, "write the synthetic referring dataset in the RefCOCO layout"),
+    "prepare-demo": (_prepare_demo, "write the demo data and pretrain the tiny stand-in SAM"),
+    "demo": (_demo, "the end-to-end demo: data, tiny SAM, every method trained, evaluated, compared"),
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    from_shell = argv is None
+    argv = list(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    os.environ.setdefault("WANDB_MODE", "offline")
+    try:
+        if argv and argv[0] in EXTRA_VERBS:
+            EXTRA_VERBS[argv[0]][0](argv[1:])
+        else:
+            if argv and argv[0] in ("-h", "--help"):
+                print("samadapt verbs: fit, validate, test, predict (LightningCLI), "
+                      + ", ".join(f"{k} ({v[1]})" for k, v in EXTRA_VERBS.items()))
+            SamAdaptCLI(args=None if from_shell else argv)
+    except SamAdaptError as err:
+        print(f"samadapt: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        finish_wandb()
+
+
+if __name__ == "__main__":
+    main()

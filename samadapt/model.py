@@ -1,0 +1,101 @@
+"""SamAdaptModel: a frozen SAM, a frozen text encoder and one method's trainable parts, as one nn.Module."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from samadapt.errors import SamAdaptError
+from samadapt.methods import build_method
+from samadapt.sam import build_sam
+from samadapt.sam.loop import decode, embed_prompts
+from samadapt.text import TextFeatures, build_text_encoder
+
+SPATIAL_PROMPTS = ("points", "box")
+PROMPT_KINDS = (*SPATIAL_PROMPTS, "text")
+
+
+def parse_prompt_kinds(combo: str) -> frozenset[str]:
+    """'points+text' -> {'points', 'text'}; 'none' -> {} (no prompt at all)."""
+    kinds = frozenset() if combo == "none" else frozenset(combo.split("+"))
+    unknown = kinds - set(PROMPT_KINDS)
+    if unknown:
+        raise SamAdaptError(
+            f"unknown prompt kind(s) {sorted(unknown)} in {combo!r}; "
+            f"combine {', '.join(PROMPT_KINDS)} with + or use none"
+        )
+    return kinds
+
+
+class SamAdaptModel(nn.Module):
+    def __init__(
+        self,
+        sam_variant: str,
+        sam_checkpoint: str | None,
+        image_size: int | None,
+        method: str,
+        method_options: dict | None = None,
+        text_encoder: str | None = None,
+        text_options: dict | None = None,
+    ) -> None:
+        super().__init__()
+        self.sam = build_sam(sam_variant, sam_checkpoint, image_size, frozen=True)
+        self.text_encoder = build_text_encoder(text_encoder, **(text_options or {})) if text_encoder else None
+        self.method = build_method(method, method_options)
+        if self.method.uses_text and self.text_encoder is None:
+            raise SamAdaptError(f"method {method!r} reads text: set model.text_encoder (bert or clip)")
+        self.method.attach(self.sam, self.text_encoder.dim if self.text_encoder else None)
+        self.trainable = self._mark_trainable()
+
+    @property
+    def image_size(self) -> int:
+        return self.sam.image_encoder.img_size
+
+    def _mark_trainable(self) -> dict[str, int]:
+        """Freeze all, unfreeze what the method declares, and check that exactly that trains."""
+        self.requires_grad_(False)
+        declared = self.method.trainable_modules(self.sam)
+        for module in declared.values():
+            module.requires_grad_(True)
+        wanted = {id(p) for m in declared.values() for p in m.parameters()}
+        training = {id(p) for p in self.parameters() if p.requires_grad}
+        if wanted != training:  # a wrapper that re-enabled a frozen weight, or an undeclared layer
+            raise RuntimeError("trainable parameters differ from what the method declares")
+        if not wanted:
+            raise SamAdaptError(f"method {type(self.method).__name__} declares nothing to train")
+        return {name: sum(p.numel() for p in m.parameters()) for name, m in declared.items()}
+
+    def encode_text(self, texts: list[str]) -> TextFeatures | None:
+        if not self.method.uses_text or self.text_encoder is None:
+            return None
+        return self.text_encoder(texts)
+
+    def forward(self, batch: dict, prompt_kinds: frozenset[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Low-res mask logits (B,1,4h,4w) and predicted IoU (B,1) for a collated batch."""
+        text = self.encode_text(batch["text"]) if "text" in prompt_kinds else None
+        embeddings = self.method.encode(self.sam, batch["image"], text)
+        logits, ious = [], []
+        for i in range(embeddings.shape[0]):
+            sparse, dense = embed_prompts(
+                self.sam,
+                batch["points"][i] if "points" in prompt_kinds else None,
+                batch["point_labels"][i] if "points" in prompt_kinds else None,
+                batch["box"][i] if "box" in prompt_kinds else None,
+            )
+            sample_text = None
+            if text is not None:
+                keep = text.mask[i]
+                sample_text = TextFeatures(text.tokens[i : i + 1, keep], keep[keep][None], text.pooled[i : i + 1])
+            sparse, dense = self.method.prompt_embeddings(sparse, dense, sample_text, embeddings[i : i + 1])
+            low_res, iou = decode(self.sam, embeddings[i : i + 1], sparse, dense, multimask_output=False)
+            logits.append(low_res)
+            ious.append(iou)
+        return torch.cat(logits), torch.cat(ious)
+
+    def upsample(self, low_res_logits: torch.Tensor) -> torch.Tensor:
+        """Low-res logits -> logits at the model's input size (letterboxed frame), as SAM postprocesses."""
+        size = self.image_size
+        return F.interpolate(low_res_logits, (size, size), mode="bilinear", align_corners=False)
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        names = {n for n, p in self.named_parameters() if p.requires_grad}
+        return {k: v for k, v in self.state_dict().items() if k in names}
