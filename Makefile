@@ -3,9 +3,10 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SAMADAPT := $(VENV)/bin/samadapt
-EXP ?= ldit_refcoco
+EXP ?=
 ARGS ?=
 CKPT ?=
+EXPERIMENTS := $(filter-out base,$(basename $(notdir $(wildcard experiments/*.yaml))))
 # No hub downloads, W&B offline, no albumentations update check (all overridable from the shell).
 export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
@@ -35,11 +36,11 @@ demo: install  ## the end-to-end demo on the CPU: synthetic data, tiny SAM, ever
 	$(SAMADAPT) demo --out runs/demo
 
 train: install  ## train an experiment: make train EXP=shallow_refcoco ARGS="--trainer.max_steps=10"
-	@test -f experiments/$(EXP).yaml || { echo "no experiment experiments/$(EXP).yaml; see ls experiments/" >&2; exit 2; }
+	@test -f "experiments/$(EXP).yaml" || { echo "no experiment file experiments/$(EXP).yaml; choose EXP= from: $(EXPERIMENTS)" >&2; exit 2; }
 	$(SAMADAPT) fit --config experiments/base.yaml --config experiments/$(EXP).yaml $(ARGS)
 
 eval: install  ## evaluate a checkpoint on the test splits: make eval EXP=shallow_refcoco CKPT=runs/.../last.ckpt
-	@test -f experiments/$(EXP).yaml || { echo "no experiment experiments/$(EXP).yaml; see ls experiments/" >&2; exit 2; }
+	@test -f "experiments/$(EXP).yaml" || { echo "no experiment file experiments/$(EXP).yaml; choose EXP= from: $(EXPERIMENTS)" >&2; exit 2; }
 	@test -n "$(CKPT)" || { echo "set CKPT=path/to/checkpoint.ckpt" >&2; exit 2; }
 	$(SAMADAPT) test --config experiments/base.yaml --config experiments/$(EXP).yaml --ckpt_path $(CKPT) $(ARGS)
 

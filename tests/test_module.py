@@ -111,3 +111,21 @@ def test_checkpoint_of_another_method_is_refused(tiny_sam_checkpoint, tiny_bert,
     torch.save(ckpt, path)
     with pytest.raises(SamAdaptError, match="lacks"):
         SamAdaptModule.load_from_checkpoint(path)
+
+
+@pytest.mark.parametrize("method", ["decoder_only", "shallow_fusion"])
+def test_untrained_module_equals_official_sam_forward(tiny_sam_checkpoint, tiny_bert, shapes_root, method):
+    """At their initial values the methods are frozen SAM: same low-res logits as segment-anything's Sam.forward
+    for the same point and box prompts (shallow fusion given no text, since appended tokens always count)."""
+    module = make_module(tiny_sam_checkpoint, method, bert=tiny_bert if method == "shallow_fusion" else None,
+                         eval_prompts="points+box").eval()
+    batch = tiny_batch(shapes_root)
+    with torch.no_grad():
+        ours, _ = module(batch)
+        sam = module.model.sam
+        for i in range(len(batch["text"])):
+            record = {"image": batch["image"][i], "original_size": (TEST_SIZE, TEST_SIZE),
+                      "point_coords": batch["points"][i][None], "point_labels": batch["point_labels"][i][None],
+                      "boxes": batch["box"][i][None]}
+            official = sam([record], multimask_output=False)[0]["low_res_logits"]
+            assert torch.allclose(ours[i : i + 1], official, atol=1e-5)
