@@ -12,9 +12,10 @@ from samadapt.text import TextFeatures, build_text_encoder
 
 SPATIAL_PROMPTS = ("points", "box")
 PROMPT_KINDS = (*SPATIAL_PROMPTS, "text")
+PromptKinds = frozenset[str]
 
 
-def parse_prompt_kinds(combo: str) -> frozenset[str]:
+def parse_prompt_kinds(combo: str) -> PromptKinds:
     """'points+text' -> {'points', 'text'}; 'none' -> {} (no prompt at all)."""
     kinds = frozenset() if combo == "none" else frozenset(combo.split("+"))
     unknown = kinds - set(PROMPT_KINDS)
@@ -36,6 +37,8 @@ class SamAdaptModel(nn.Module):
         method_options: dict | None = None,
         text_encoder: str | None = None,
         text_options: dict | None = None,
+        train_image_encoder: bool = False,
+        train_text_encoder: bool = False,
     ) -> None:
         super().__init__()
         self.sam = build_sam(sam_variant, sam_checkpoint, image_size, frozen=True)
@@ -43,46 +46,58 @@ class SamAdaptModel(nn.Module):
         self.method = build_method(method, method_options)
         if self.method.uses_text and self.text_encoder is None:
             raise SamAdaptError(f"method {method!r} reads text: set model.text_encoder (bert or clip)")
+        if train_text_encoder and self.text_encoder is None:
+            raise SamAdaptError("train_text_encoder needs a text encoder: set model.text_encoder")
         self.method.attach(self.sam, self.text_encoder.dim if self.text_encoder else None)
-        self.trainable = self._mark_trainable()
+        extra = {}
+        if train_image_encoder:  # the paper-style unfrozen backbone, on top of whatever the method trains
+            extra["sam.image_encoder"] = self.sam.image_encoder
+        if train_text_encoder:
+            self.text_encoder.make_trainable()
+            extra["text_encoder"] = self.text_encoder
+        self.trainable, self.trainable_count = self._mark_trainable(extra)
 
     @property
     def image_size(self) -> int:
         return self.sam.image_encoder.img_size
 
-    def _mark_trainable(self) -> dict[str, int]:
-        """Freeze all, unfreeze what the method declares, and check that exactly that trains."""
+    def _mark_trainable(self, extra: dict[str, nn.Module]) -> tuple[dict[str, int], int]:
+        """Freeze all, unfreeze what the method (and the backbone options) declare, check exactly that trains."""
         self.requires_grad_(False)
-        declared = self.method.trainable_modules(self.sam)
+        declared = {**self.method.trainable_modules(self.sam), **extra}
         for module in declared.values():
             module.requires_grad_(True)
-        wanted = {id(p) for m in declared.values() for p in m.parameters()}
+        wanted = {id(p): p.numel() for m in declared.values() for p in m.parameters()}
         training = {id(p) for p in self.parameters() if p.requires_grad}
-        if wanted != training:  # a wrapper that re-enabled a frozen weight, or an undeclared layer
+        if set(wanted) != training:  # a wrapper that re-enabled a frozen weight, or an undeclared layer
             raise RuntimeError("trainable parameters differ from what the method declares")
         if not wanted:
             raise SamAdaptError(f"method {type(self.method).__name__} declares nothing to train")
-        return {name: sum(p.numel() for p in m.parameters()) for name, m in declared.items()}
+        per_part = {name: sum(p.numel() for p in m.parameters()) for name, m in declared.items()}
+        return per_part, sum(wanted.values())
 
     def encode_text(self, texts: list[str]) -> TextFeatures | None:
         if not self.method.uses_text or self.text_encoder is None:
             return None
         return self.text_encoder(texts)
 
-    def forward(self, batch: dict, prompt_kinds: frozenset[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Low-res mask logits (B,1,4h,4w) and predicted IoU (B,1) for a collated batch."""
-        text = self.encode_text(batch["text"]) if "text" in prompt_kinds else None
+    def forward(self, batch: dict, prompt_kinds: list[PromptKinds]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Low-res mask logits (B,1,4h,4w) and predicted IoU (B,1); sample i is prompted with prompt_kinds[i]."""
+        with_text = torch.tensor(["text" in kinds for kinds in prompt_kinds])
+        text = self.encode_text(batch["text"]) if with_text.any() else None
+        if text is not None and not with_text.all():  # samples prompted without text see no text tokens
+            text = TextFeatures(text.tokens, text.mask & with_text.to(text.mask.device)[:, None], text.pooled)
         embeddings = self.method.encode(self.sam, batch["image"], text)
         logits, ious = [], []
-        for i in range(embeddings.shape[0]):
+        for i, kinds in enumerate(prompt_kinds):
             sparse, dense = embed_prompts(
                 self.sam,
-                batch["points"][i] if "points" in prompt_kinds else None,
-                batch["point_labels"][i] if "points" in prompt_kinds else None,
-                batch["box"][i] if "box" in prompt_kinds else None,
+                batch["points"][i] if "points" in kinds else None,
+                batch["point_labels"][i] if "points" in kinds else None,
+                batch["box"][i] if "box" in kinds else None,
             )
             sample_text = None
-            if text is not None:
+            if text is not None and "text" in kinds:
                 keep = text.mask[i]
                 sample_text = TextFeatures(text.tokens[i : i + 1, keep], keep[keep][None], text.pooled[i : i + 1])
             sparse, dense = self.method.prompt_embeddings(sparse, dense, sample_text, embeddings[i : i + 1])

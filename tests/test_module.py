@@ -58,7 +58,7 @@ def test_bad_method_and_prompt_names(tiny_sam_checkpoint):
 def test_gradients_reach_only_trainable_parts(tiny_sam_checkpoint, tiny_bert, shapes_root):
     module = make_module(tiny_sam_checkpoint, bert=tiny_bert)
     batch = tiny_batch(shapes_root, "train")
-    loss, _ = module.step_loss(batch, frozenset({"text"}))
+    loss, _ = module.step_loss(batch, [frozenset({"text"})] * len(batch["text"]))
     loss.backward()
     for name, p in module.named_parameters():
         assert (p.grad is not None) == p.requires_grad, name

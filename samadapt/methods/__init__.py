@@ -1,13 +1,17 @@
 """Methods by name. The registry is a plain dict; YAML picks one with `model.method: <name>`."""
 
+from samadapt.methods.add_decoder_layers import AddDecoderLayers
 from samadapt.methods.base import Method
 from samadapt.methods.decoder_only import DecoderOnly
+from samadapt.methods.dit import DeepInstructionTuning
 from samadapt.methods.full import FullFinetune
 from samadapt.methods.shallow_fusion import ShallowFusion
 
 METHODS: dict[str, type[Method]] = {
     "decoder_only": DecoderOnly,
     "shallow_fusion": ShallowFusion,
+    "add_decoder_layers": AddDecoderLayers,
+    "dit": DeepInstructionTuning,
     "full": FullFinetune,
 }
 

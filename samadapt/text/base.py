@@ -61,7 +61,15 @@ class TextEncoder(nn.Module):
 
     def train(self, mode: bool = True) -> TextEncoder:
         # A frozen encoder must keep dropout off even when the parent LightningModule calls .train().
-        return super().train(False)
+        return super().train(mode and self.trainable)
+
+    trainable: bool = False
+
+    def make_trainable(self) -> None:
+        """Fine-tune the encoder itself (DIT's unfrozen setting): no cache, gradients flow, dropout in training."""
+        self.trainable = True
+        self.clear_cache()
+        self.requires_grad_(True)
 
     # ---- cache ------------------------------------------------------------------------------
     def clear_cache(self) -> None:
@@ -89,6 +97,8 @@ class TextEncoder(nn.Module):
         texts = list(texts)
         if not texts:
             raise ValueError("TextEncoder got an empty list of strings")
+        if self.trainable:  # every call goes through the model, with gradients
+            return self._encode_batch(texts)
         with torch.no_grad():
             entries = self._lookup(texts)
         lengths = [entries[t][0].shape[0] for t in texts]

@@ -44,7 +44,8 @@ def _looks_local(name: str) -> bool:
 class HFTextEncoder(TextEncoder):
     """A frozen `transformers` encoder (BERT, MiniLM, RoBERTa, ...).
 
-    tokens: the last hidden state, one row per word piece including [CLS] and [SEP].
+    tokens: the hidden state of `layer` (-1: the last; 0: the embedding layer; k: the k-th transformer
+    layer's output), one row per word piece including [CLS] and [SEP].
     pooled: masked mean of the tokens (sentence-transformers style; `pooling="mean"`) or the
     [CLS] row (`pooling="cls"`). Pooled vectors are NOT L2-normalised.
     name_or_path None means the bundled all-MiniLM-L6-v2 (384-d, 6 layers).
@@ -57,6 +58,7 @@ class HFTextEncoder(TextEncoder):
         max_length: int = 32,
         pooling: Literal["mean", "cls"] = "mean",
         cache_size: int = 50_000,
+        layer: int = -1,
     ):
         super().__init__(cache_size=cache_size)
         if pooling not in ("mean", "cls"):
@@ -92,6 +94,10 @@ class HFTextEncoder(TextEncoder):
         self.name_or_path = source
         self.max_length = max_length
         self.pooling = pooling
+        num_layers = int(self.model.config.num_hidden_layers)
+        if not -num_layers - 1 <= layer <= num_layers:
+            raise SamAdaptError(f"layer {layer} does not exist: {source} has layers 0 (embeddings) to {num_layers}")
+        self.layer = layer
         self.dim = int(self.model.config.hidden_size)
         self.pooled_dim = self.dim
         self.freeze()
@@ -102,7 +108,8 @@ class HFTextEncoder(TextEncoder):
         mask = enc["attention_mask"].to(self.device).bool()
         # token_type_ids are left to the model's default (all zeros for single sentences);
         # not every BERT-family model accepts them.
-        hidden = self.model(input_ids=input_ids, attention_mask=mask.long()).last_hidden_state
+        out = self.model(input_ids=input_ids, attention_mask=mask.long(), output_hidden_states=self.layer != -1)
+        hidden = out.last_hidden_state if self.layer == -1 else out.hidden_states[self.layer]
         hidden = hidden * mask.unsqueeze(-1)
         if self.pooling == "mean":
             pooled = hidden.sum(1) / mask.sum(1, keepdim=True).clamp(min=1)

@@ -1,0 +1,3 @@
+from samadapt.methods.dit.method import DeepInstructionTuning
+
+__all__ = ["DeepInstructionTuning"]
