@@ -16,15 +16,18 @@ from samadapt.sam import build_sam
 from samadapt.sam.loop import encode_images
 
 
-def timed(fn, repeats: int = 3) -> float:
-    """Median seconds of `repeats` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def side_by_side(fns: dict, repeats: int = 5) -> dict[str, float]:
+    """Median seconds per call of each function, calls interleaved (A, B, A, B, ...) after one warm-up each,
+    so a busy moment of the machine hits every contender alike."""
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
 
 
 def encoder_overhead(variant: str, size: int, device: torch.device) -> dict:
@@ -35,14 +38,22 @@ def encoder_overhead(variant: str, size: int, device: torch.device) -> dict:
     wrap_encoder_blocks(wrapped.image_encoder, lambda i, blk: BlockWrapper(blk, {}))
     images = torch.rand(1, 3, size, size, device=device) * 255
     with torch.no_grad():
-        t_official = timed(lambda: encode_images(official, images))
-        t_wrapped = timed(lambda: encode_images(wrapped, images))
+        t = side_by_side({"official": lambda: encode_images(official, images),
+                          "wrapped": lambda: encode_images(wrapped, images)}, repeats=3)
+        t_official, t_wrapped = t["official"], t["wrapped"]
         diff = (encode_images(official, images) - encode_images(wrapped, images)).abs().max().item()
     return {"official_s": t_official, "samadapt_s": t_wrapped, "ratio": t_wrapped / t_official, "max_abs_diff": diff}
 
 
+def train_step(module, optimizer, batch: dict, kinds: list) -> None:
+    loss, _ = module.step_loss(batch, kinds)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
 def method_step_times(device: torch.device) -> dict:
-    """One training step (batch 8, tiny SAM, 128 px) of each decoder-side method, side by side."""
+    """One training step (batch 8, tiny SAM, 128 px) of each method, side by side."""
     from samadapt.module import SamAdaptModule
 
     torch.manual_seed(0)
@@ -52,24 +63,53 @@ def method_step_times(device: torch.device) -> dict:
         "points": torch.rand(8, 1, 2, device=device) * 128,
         "point_labels": torch.ones(8, 1, dtype=torch.long, device=device),
         "box": torch.tensor([[10.0, 10.0, 90.0, 90.0]] * 8, device=device),
-        "text": [f"the {c} circle" for c in ("red", "green", "blue", "yellow")] * 2,
+        "text": [f"the {c} circle on the left" for c in ("red", "green", "blue", "yellow")] * 2,
     }
-    results = {}
-    for method, text, kinds in (("decoder_only", None, "none"), ("shallow_fusion", "bert", "text")):
-        module = SamAdaptModule(method=method, sam_variant="tiny", sam_checkpoint=None, text_encoder=text,
-                                eval_prompts=kinds).to(device)
+    setups = {
+        "decoder_only": ("decoder_only", {}, None, "none"),
+        "shallow_fusion": ("shallow_fusion", {}, "bert", "text"),
+        "edit": ("dit", {"mode": "e2e"}, "bert", "text"),
+        "ldit": ("dit", {"mode": "layerwise"}, "bert", "text"),
+    }
+    steps, counts = {}, {}
+    for name, (method, options, text, prompts) in setups.items():
+        module = SamAdaptModule(method=method, method_options=options, sam_variant="tiny", sam_checkpoint=None,
+                                text_encoder=text, eval_prompts=prompts).to(device)
         optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=1e-4)
-
-        def step(module=module, optimizer=optimizer, kinds=module.eval_kinds):
-            loss, _ = module.step_loss(batch, kinds)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-
-        results[method] = {"step_s": timed(step, repeats=5), **module.parameter_counts()}
+        kinds = [next(iter(module.eval_kinds.values()))] * 8
+        steps[name] = lambda m=module, o=optimizer, k=kinds: train_step(m, o, batch, k)
+        counts[name] = module.parameter_counts()
+    seconds = side_by_side(steps, repeats=5)
+    results = {name: {"step_s": seconds[name], **counts[name]} for name in setups}
     base = results["decoder_only"]["step_s"]
     for values in results.values():
         values["ratio_to_decoder_only"] = values["step_s"] / base
+    return results
+
+
+def dit_forward_overhead(size: int, device: torch.device, num_tokens: int = 20) -> dict:
+    """L-DIT's encoder forward over frozen SAM's (ViT-B), 20 text tokens, both attention layouts."""
+    from samadapt.methods import build_method
+    from samadapt.text import TextFeatures
+
+    torch.manual_seed(0)
+    frozen = build_sam("vit_b", None, image_size=size).to(device)
+    images = torch.rand(1, 3, size, size, device=device) * 255
+    text = TextFeatures(torch.randn(1, num_tokens, 768, device=device),
+                        torch.ones(1, num_tokens, dtype=torch.bool, device=device), torch.randn(1, 768, device=device))
+    contenders = {"frozen": lambda: encode_images(frozen, images)}
+    for attention in ("global", "windowed"):
+        sam = copy.deepcopy(frozen)
+        method = build_method("dit", {"attention": attention})
+        method.attach(sam, 768)
+        sam.to(device)
+        method.to(device)
+        contenders[attention] = lambda m=method, s=sam: m.encode(s, images, text)
+    with torch.no_grad():
+        seconds = side_by_side(contenders, repeats=3)
+    results = {"frozen_s": seconds["frozen"]}
+    for attention in ("global", "windowed"):
+        results[attention] = {"seconds": seconds[attention], "ratio": seconds[attention] / seconds["frozen"]}
     return results
 
 
@@ -80,6 +120,9 @@ def main() -> None:
         results["encoder"][f"{variant}@{size}"] = row = encoder_overhead(variant, size, device)
         print(f"encoder {variant}@{size}: official {row['official_s']:.3f} s, samadapt {row['samadapt_s']:.3f} s, "
               f"ratio {row['ratio']:.2f}, max |diff| {row['max_abs_diff']:.1e}")
+    results["ldit_vit_b_512"] = dit = dit_forward_overhead(512, device)
+    print(f"L-DIT encoder forward, ViT-B 512 px, 20 text tokens: frozen {dit['frozen_s']:.3f} s; "
+          + "; ".join(f"{a} {dit[a]['seconds']:.3f} s (x{dit[a]['ratio']:.3f})" for a in ("global", "windowed")))
     results["methods"] = method_step_times(device)
     for method, row in results["methods"].items():
         print(f"train step {method:15s} {row['step_s']:.3f} s  x{row['ratio_to_decoder_only']:.2f}  "

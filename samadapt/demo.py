@@ -19,7 +19,12 @@ from samadapt.io import atomic_write, atomic_write_json
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 # method name -> its demo experiment file; later methods add a line here.
-DEMO_METHODS = {"decoder_only": "demo_decoderonly", "shallow_fusion": "demo_shapes"}
+DEMO_METHODS = {
+    "decoder_only": "demo_decoderonly",
+    "shallow_fusion": "demo_shapes",
+    "edit": "demo_edit",
+    "ldit": "demo_ldit",
+}
 METRIC_KEYS = ("oIoU", "mIoU", "P@0.5", "P@0.7", "P@0.9")
 
 

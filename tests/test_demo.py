@@ -19,7 +19,9 @@ def test_demo_writes_metrics_report_and_examples(tmp_path, monkeypatch):
     build_sam("tiny", str(out / "tiny_sam.pth"))
 
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics) == {"decoder_only", "shallow_fusion"}
+    from samadapt.demo import DEMO_METHODS
+
+    assert set(metrics) == set(DEMO_METHODS) >= {"decoder_only", "shallow_fusion", "ldit", "edit"}
     for method, values in metrics.items():
         assert {"oIoU", "mIoU", "P@0.5", "P@0.7", "P@0.9", "trainable_params", "train_seconds"} <= set(values)
         assert all(0.0 <= values[k] <= 1.0 for k in ("oIoU", "mIoU", "P@0.5", "P@0.7", "P@0.9")), method
@@ -27,7 +29,7 @@ def test_demo_writes_metrics_report_and_examples(tmp_path, monkeypatch):
     assert metrics["shallow_fusion"]["trainable_params"] > metrics["decoder_only"]["trainable_params"]
 
     report = (out / "report.md").read_text()
-    assert "| decoder_only |" in report and "| shallow_fusion |" in report
+    assert all(f"| {method} |" in report for method in DEMO_METHODS)
     assert (out / "examples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob("runs"))  # the demo writes only under --out
 
