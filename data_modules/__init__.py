@@ -7,7 +7,15 @@ from .safe_pickle import load_refs, load_refs_pickle
 from .synth import write_synthetic_refcoco
 from .transforms import letterbox, swap_left_right
 
-_LAZY = {"PromptedSegDataModule": ".base", "RefCocoDataModule": ".refcoco_datamodule"}
+_LAZY = {
+    "PromptedSegDataModule": ".base",
+    "RefCocoDataModule": ".refcoco_datamodule",
+    "CocoLowDataDataModule": ".class_datamodules",
+    "Ade20kDataModule": ".class_datamodules",
+    "Cod10kDataModule": ".class_datamodules",
+    "CelebAMaskDataModule": ".class_datamodules",
+    "FolderDataModule": ".class_datamodules",
+}
 
 
 def __getattr__(name: str):
@@ -20,6 +28,11 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "Ade20kDataModule",
+    "CelebAMaskDataModule",
+    "CocoLowDataDataModule",
+    "Cod10kDataModule",
+    "FolderDataModule",
     "PromptedSegDataModule",
     "RefCocoDataModule",
     "RefCocoDataset",

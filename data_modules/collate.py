@@ -8,7 +8,11 @@ import torch
 
 
 def collate_prompted(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack tensors; pad points to the largest K with (0, 0) and label -1 (SAM's "not a point")."""
+    """Stack tensors; pad points to the largest K with (0, 0) and label -1 (SAM's "not a point").
+
+    Optional keys: "class_id" (int, -1 when a sample has none) and "ignore" ((1,S,S) bool, all False when a
+    sample has none) are batched when any sample carries them.
+    """
     if not samples:
         raise ValueError("cannot collate an empty list of samples")
     b = len(samples)
@@ -19,7 +23,7 @@ def collate_prompted(samples: list[dict[str, Any]]) -> dict[str, Any]:
         k = int(s["points"].shape[0])
         points[i, :k] = s["points"]
         labels[i, :k] = s["point_labels"]
-    return {
+    batch = {
         "image": torch.stack([s["image"] for s in samples]),
         "mask": torch.stack([s["mask"] for s in samples]),
         "points": points,
@@ -29,3 +33,9 @@ def collate_prompted(samples: list[dict[str, Any]]) -> dict[str, Any]:
         "sample_id": [s["sample_id"] for s in samples],
         "orig_size": torch.stack([s["orig_size"] for s in samples]),
     }
+    if any("class_id" in s for s in samples):
+        batch["class_id"] = torch.tensor([int(s.get("class_id", -1)) for s in samples], dtype=torch.long)
+    if any("ignore" in s for s in samples):
+        blank = torch.zeros_like(samples[0]["mask"], dtype=torch.bool)
+        batch["ignore"] = torch.stack([s.get("ignore", blank) for s in samples])
+    return batch

@@ -63,6 +63,12 @@ def _load_refs_cached(path: str, mtime: float) -> list[dict]:
     return load_refs(path)
 
 
+def cached_refs(refs_path: Path) -> list[dict]:
+    """The refs of `refs(xxx).p` (or its .json), read once per process and shared between splits."""
+    resolved = resolve_refs_path(refs_path)
+    return _load_refs_cached(str(resolved), resolved.stat().st_mtime)
+
+
 def load_coco(path: Path) -> Any:
     """pycocotools COCO for instances.json, shared between the splits of one run."""
     try:
@@ -128,6 +134,7 @@ class RefCocoDataset(Dataset):
         self.coco = load_coco(self.paths["instances"])
         self.refs: list[dict] = []
         skipped = 0
+        self.skipped = 0  # counted for `samadapt inspect-data`
         for ref in all_refs:
             if ref.get("split") != split:
                 continue
@@ -135,6 +142,7 @@ class RefCocoDataset(Dataset):
                 self.refs.append(ref)
             else:
                 skipped += 1
+        self.skipped = skipped
         if skipped:
             log.warning("%s split %s: skipped %d referents with an empty or missing mask or no sentence.",
                         refs_path, split, skipped)
@@ -143,6 +151,12 @@ class RefCocoDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.refs) if self.train else len(self.index)
+
+    def texts(self) -> list[str]:
+        """Every sentence a sample can carry (one per sample in evaluation), without decoding images."""
+        if self.train:
+            return [str(sent["sent"]) for ref in self.refs for sent in ref["sentences"]]
+        return [str(self.refs[i]["sentences"][j]["sent"]) for i, j in self.index]
 
     def _load_image(self, image_id: int) -> np.ndarray:
         info = self.coco.imgs[image_id]

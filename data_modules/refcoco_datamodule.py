@@ -2,8 +2,31 @@
 
 from __future__ import annotations
 
+from samadapt.errors import SamAdaptError
+
 from .base import PromptedSegDataModule, take_first
-from .refcoco import RefCocoDataset, check_refcoco_paths, refcoco_paths
+from .refcoco import RefCocoDataset, cached_refs, check_refcoco_paths, refcoco_paths
+
+# The published split-bys of each dataset and their evaluation splits (the refer toolkit's layout).
+REFCOCO_SPLITS: dict[str, dict[str, tuple[str, ...]]] = {
+    "refcoco": {"unc": ("val", "testA", "testB"), "google": ("val", "test")},
+    "refcoco+": {"unc": ("val", "testA", "testB")},
+    "refcocog": {"umd": ("val", "test"), "google": ("val",)},
+}
+EVAL_ORDER = ("val", "testA", "testB", "test")
+
+
+def check_split_by(dataset: str, split_by: str) -> None:
+    """Stop on a split-by that does not exist for a known dataset (synthetic or custom names pass)."""
+    known = REFCOCO_SPLITS.get(dataset)
+    if known is not None and split_by not in known:
+        raise SamAdaptError(f"{dataset} has no split_by {split_by!r}; choose one of {', '.join(known)}.")
+
+
+def eval_splits_in(refs: list[dict]) -> list[str]:
+    """The evaluation splits present in a refs file, in the usual order (val, testA, testB, test, others)."""
+    present = {str(r.get("split")) for r in refs} - {"train"}
+    return [s for s in EVAL_ORDER if s in present] + sorted(present - set(EVAL_ORDER))
 
 
 class RefCocoDataModule(PromptedSegDataModule):
@@ -30,11 +53,13 @@ class RefCocoDataModule(PromptedSegDataModule):
         max_train_samples: int | None = None,
         max_eval_samples: int | None = None,
     ):
-        """test_splits defaults to ["val", "testA", "testB"]; color_jitter is opt-in (it can break colour words)."""
+        """test_splits defaults to every evaluation split of the refs file (unc: val, testA, testB; umd: val, test);
+        color_jitter is opt-in (it can break colour words)."""
         super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers)
         self.save_hyperparameters()
         self.root, self.dataset, self.split_by, self.image_dir = root, dataset, split_by, image_dir
         self.train_split, self.val_split = train_split, val_split
+        self._test_splits_given = test_splits is not None
         self.test_split_names = list(test_splits) if test_splits is not None else ["val", "testA", "testB"]
         self.image_size, self.num_points, self.box_jitter = image_size, num_points, box_jitter
         self.hflip, self.color_jitter, self.seed = hflip, color_jitter, seed
@@ -48,7 +73,11 @@ class RefCocoDataModule(PromptedSegDataModule):
         )
 
     def setup(self, stage: str | None = None) -> None:
-        check_refcoco_paths(refcoco_paths(self.root, self.dataset, self.split_by, self.image_dir))
+        check_split_by(self.dataset, self.split_by)
+        paths = refcoco_paths(self.root, self.dataset, self.split_by, self.image_dir)
+        check_refcoco_paths(paths)
+        if not self._test_splits_given:
+            self.test_split_names = eval_splits_in(cached_refs(paths["refs"]))
         if stage in (None, "fit"):
             self.train_set = take_first(self._dataset(self.train_split, True), self.max_train_samples)
         if stage in (None, "fit", "validate"):

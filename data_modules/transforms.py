@@ -36,11 +36,40 @@ def letterbox(image: np.ndarray, mask: np.ndarray, size: int) -> Letterboxed:
     nh, nw = letterbox_shape(h, w, size)
     img = np.asarray(Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).resize((nw, nh), Image.BILINEAR))
     msk = np.asarray(Image.fromarray((mask > 0).astype(np.uint8)).resize((nw, nh), Image.NEAREST))
-    out_img = torch.zeros(3, size, size, dtype=torch.float32)
-    out_img[:, :nh, :nw] = torch.from_numpy(img.copy()).permute(2, 0, 1).float()
+    padded = np.zeros((size, size, 3), dtype=np.uint8)
+    padded[:nh, :nw] = img
+    out_img = torch.from_numpy(padded).permute(2, 0, 1).float()  # one uint8 -> float pass over the frame
     out_mask = torch.zeros(1, size, size, dtype=torch.float32)
     out_mask[0, :nh, :nw] = torch.from_numpy(msk.copy()).float()
     return Letterboxed(out_img, out_mask, size / max(h, w), (nh, nw))
+
+
+def letterbox_mask(mask: np.ndarray, size: int) -> torch.Tensor:
+    """A HxW boolean map (e.g. ignore pixels) letterboxed like `letterbox` does masks: (1, S, S) bool."""
+    h, w = mask.shape[:2]
+    nh, nw = letterbox_shape(h, w, size)
+    small = np.asarray(Image.fromarray(mask.astype(np.uint8)).resize((nw, nh), Image.NEAREST))
+    out = torch.zeros(1, size, size, dtype=torch.bool)
+    out[0, :nh, :nw] = torch.from_numpy(small > 0)
+    return out
+
+
+def unletterbox(pred: torch.Tensor, orig_hw: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
+    """Undo the letterbox of a (..., S, S) prediction: crop the content area, resize to the original (H, W).
+
+    Use "bilinear" for probabilities or logits (threshold afterwards) and "nearest" for binary masks.
+    """
+    import torch.nn.functional as F
+
+    size = pred.shape[-1]
+    h, w = int(orig_hw[0]), int(orig_hw[1])
+    nh, nw = letterbox_shape(h, w, size)
+    content = pred[..., :nh, :nw]
+    lead = content.shape[:-2]
+    flat = content.reshape(-1, 1, nh, nw).float()
+    kwargs = {"align_corners": False} if mode == "bilinear" else {}
+    out = F.interpolate(flat, (h, w), mode=mode, **kwargs)
+    return out.reshape(*lead, h, w)
 
 
 _LEFT_RIGHT = re.compile(r"\b(left|right)(most)?\b", re.IGNORECASE)

@@ -29,6 +29,18 @@ def _synth(argv: list[str]) -> None:
     main(argv)
 
 
+def _prepare(argv: list[str]) -> None:
+    from data_modules.prepare import main
+
+    main(argv)
+
+
+def _inspect_data(argv: list[str]) -> None:
+    from data_modules.inspect import main
+
+    main(argv)
+
+
 def _prepare_demo(argv: list[str]) -> None:
     from samadapt.demo import prepare_main
 
@@ -50,6 +62,8 @@ def finish_wandb() -> None:
 
 EXTRA_VERBS = {
     "synth": (_synth, "write the synthetic referring dataset in the RefCOCO layout"),
+    "prepare": (_prepare, "one-off dataset conversions: prepare refcoco --root DIR (refs pickles -> JSON)"),
+    "inspect-data": (_inspect_data, "report samples per split, prompts and vocabulary, and draw a PNG grid"),
     "prepare-demo": (_prepare_demo, "write the demo data and pretrain the tiny stand-in SAM"),
     "demo": (_demo, "the end-to-end demo: data, tiny SAM, every method trained, evaluated, compared"),
 }

@@ -13,6 +13,9 @@ from tests.fixtures_text import make_tiny_bert  # noqa: E402
 
 TEST_SIZE = 64  # tests run the tiny SAM at 64 px (an 8x8 token grid)
 
+# Tiny models gain nothing from intra-op threads, and a busy second core makes them wait: one thread.
+torch.set_num_threads(1)
+
 
 def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", help="also run tests marked slow (full-size SAM)")
@@ -56,3 +59,18 @@ def shapes_root(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> str:
     return make_tiny_bert(tmp_path_factory.mktemp("bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_layouts(tmp_path_factory) -> dict[str, str]:
+    """Tiny datasets in each official layout, keyed by the class_path of the DataModule that reads them."""
+    from data_modules import synth_layouts as layouts
+
+    base = tmp_path_factory.mktemp("layouts")
+    return {
+        "data_modules.CocoLowDataDataModule": str(layouts.write_coco_lowdata(base / "coco")),
+        "data_modules.Ade20kDataModule": str(layouts.write_ade20k(base / "ade20k")),
+        "data_modules.Cod10kDataModule": str(layouts.write_cod10k(base / "cod10k")),
+        "data_modules.CelebAMaskDataModule": str(layouts.write_celebamask(base / "celebamask")),
+        "data_modules.FolderDataModule": str(layouts.write_folder(base / "folder")),
+    }

@@ -14,17 +14,29 @@ REPO = Path(__file__).resolve().parent.parent
 EXPERIMENTS = sorted(p.stem for p in (REPO / "experiments").glob("*.yaml") if p.stem != "base")
 
 
-def tiny_overrides(checkpoint, shapes_root, bert, steps=2):
-    return [
+REFCOCO_DATA = "data_modules.RefCocoDataModule"
+
+
+def data_class_path(name):
+    """The experiment's data.class_path (base.yaml's RefCOCO DataModule unless the experiment names another)."""
+    exp = yaml.safe_load((REPO / f"experiments/{name}.yaml").read_text()) or {}
+    return (exp.get("data") or {}).get("class_path", REFCOCO_DATA)
+
+
+def tiny_overrides(checkpoint, shapes_root, bert, steps=2, data_root=None):
+    """Shrink any experiment to the tiny SAM and tiny data; `data_root` for DataModules other than RefCOCO's."""
+    common = [
         f"--trainer.max_steps={steps}", "--trainer.limit_val_batches=1", "--trainer.num_sanity_val_steps=0",
         "--trainer.accelerator=cpu", "--trainer.log_every_n_steps=1",
         "--model.sam_variant=tiny", f"--model.sam_checkpoint={checkpoint}", "--model.image_size=64",
         f"--model.text_options.name_or_path={bert}",
-        f"--data.init_args.root={shapes_root}", "--data.init_args.dataset=shapes", "--data.init_args.split_by=unc",
         "--data.init_args.image_size=64", "--data.init_args.batch_size=2", "--data.init_args.eval_batch_size=2",
-        "--data.init_args.num_workers=0", "--data.init_args.test_splits=[testA]",
-        "--data.init_args.max_eval_samples=4",
+        "--data.init_args.num_workers=0", "--data.init_args.max_eval_samples=4",
     ]
+    if data_root is not None:
+        return [*common, f"--data.init_args.root={data_root}"]
+    return [*common, f"--data.init_args.root={shapes_root}", "--data.init_args.dataset=shapes",
+            "--data.init_args.split_by=unc", "--data.init_args.test_splits=[testA]"]
 
 
 def configs(name):
@@ -32,11 +44,15 @@ def configs(name):
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_every_experiment_runs_two_steps(experiment, tiny_sam_checkpoint, shapes_root, tiny_bert, tmp_path,
-                                         monkeypatch):
+def test_every_experiment_runs_two_steps(experiment, tiny_sam_checkpoint, shapes_root, tiny_bert, tiny_layouts,
+                                         tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # base.yaml logs to ./runs
-    main(["fit", *configs(experiment), *tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert),
-          "--trainer.val_check_interval=2", "--trainer.check_val_every_n_epoch=null"])
+    class_path = data_class_path(experiment)
+    data_root = None if class_path == REFCOCO_DATA else tiny_layouts[class_path]
+    overrides = tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert, data_root=data_root)
+    main(["fit", *configs(experiment), *overrides,
+          "--trainer.val_check_interval=2", "--trainer.check_val_every_n_epoch=null",
+          "--trainer.accumulate_grad_batches=1"])
     checkpoints = list((tmp_path / "runs").rglob("last.ckpt"))
     assert len(checkpoints) == 1
     metrics = (next((tmp_path / "runs").rglob("metrics.csv"))).read_text()
