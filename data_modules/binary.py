@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from .augment import PhotometricAugment
 from .images import LoadReport
 from .prompts import PointStrategy, sample_prompts
-from .transforms import letterbox, letterbox_mask, swap_left_right
+from .transforms import image_key, letterbox, letterbox_mask, swap_left_right
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,8 @@ class BinarySegDataset(Dataset):
             self.report.add("empty target mask: kept, its points are marked absent (label -1)", target.image)
         text, class_id = target.text, target.class_id
         orig_hw = image.shape[:2]
-        if self.train and opt.hflip and float(torch.rand((), generator=gen)) < self.hflip_prob:
+        flipped = self.train and opt.hflip and float(torch.rand((), generator=gen)) < self.hflip_prob
+        if flipped:
             image, mask = image[:, ::-1], mask[:, ::-1]
             ignore = None if ignore is None else ignore[:, ::-1]
             text = swap_left_right(text)
@@ -132,6 +133,7 @@ class BinarySegDataset(Dataset):
             "sample_id": target.sample_id,
             "orig_size": torch.tensor(orig_hw, dtype=torch.long),
             "class_id": class_id,
+            "image_key": image_key(str(target.image), opt.image_size, flipped, self._augment is not None),
         }
         sample["ignore"] = ignore_lb if ignore_lb is not None else torch.zeros(1, opt.image_size, opt.image_size,
                                                                                dtype=torch.bool)

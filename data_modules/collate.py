@@ -33,6 +33,8 @@ def collate_prompted(samples: list[dict[str, Any]]) -> dict[str, Any]:
         "sample_id": [s["sample_id"] for s in samples],
         "orig_size": torch.stack([s["orig_size"] for s in samples]),
     }
+    if any("image_key" in s for s in samples):  # None where the pixels are random (nothing to cache)
+        batch["image_key"] = [s.get("image_key") for s in samples]
     if any("class_id" in s for s in samples):
         batch["class_id"] = torch.tensor([int(s.get("class_id", -1)) for s in samples], dtype=torch.long)
     if any("ignore" in s for s in samples):

@@ -19,7 +19,7 @@ from samadapt.errors import MissingFileError, SamAdaptError
 
 from .prompts import sample_prompts
 from .safe_pickle import load_refs, resolve_refs_path
-from .transforms import ColorJitter, letterbox
+from .transforms import ColorJitter, image_key, letterbox
 from .transforms import hflip as hflip_sample
 
 log = logging.getLogger(__name__)
@@ -187,7 +187,8 @@ class RefCocoDataset(Dataset):
                 f"says {mask.shape}; the images and annotations do not belong together."
             )
         orig_hw = image.shape[:2]
-        if self.train and self.hflip and float(torch.rand((), generator=gen)) < self.hflip_prob:
+        flipped = self.train and self.hflip and float(torch.rand((), generator=gen)) < self.hflip_prob
+        if flipped:
             image, mask, text = hflip_sample(image, mask, text)
         if self.color_jitter is not None:
             image = self.color_jitter(image)
@@ -209,4 +210,6 @@ class RefCocoDataset(Dataset):
             "text": text,
             "sample_id": f"{ref['ref_id']}_{sent['sent_id']}",
             "orig_size": torch.tensor(orig_hw, dtype=torch.long),
+            "image_key": image_key(self.coco.imgs[ref["image_id"]]["file_name"], self.image_size, flipped,
+                                   self.color_jitter is not None),
         }

@@ -108,3 +108,11 @@ class ColorJitter:
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         return self._t(image=image)["image"]
+
+
+def image_key(name: str, size: int, flipped: bool, random_pixels: bool) -> str | None:
+    """What identifies the model's input pixels of a sample: image, size and flip; None when a random
+    photometric change (colour jitter, blur) makes every read different, so nothing may be cached."""
+    if random_pixels:
+        return None
+    return f"{name}@{size}{'|flip' if flipped else ''}"

@@ -138,7 +138,7 @@ def _parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="samadapt demo", description=description)
     parser.add_argument("--out", type=Path, default=Path("runs/demo"))
     parser.add_argument("--num-train", type=int, default=800, help="synthetic training images")
-    parser.add_argument("--num-eval", type=int, default=60, help="synthetic images per evaluation split")
+    parser.add_argument("--num-eval", type=int, default=50, help="synthetic images per evaluation split")
     parser.add_argument("--pretrain-steps", type=int, default=None, help="override demo_pretrain.yaml")
     return parser
 

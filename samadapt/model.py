@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from samadapt.embedding_cache import EmbeddingCache
 from samadapt.errors import SamAdaptError
 from samadapt.methods import build_method
 from samadapt.sam import build_sam
@@ -39,6 +40,7 @@ class SamAdaptModel(nn.Module):
         text_options: dict | None = None,
         train_image_encoder: bool = False,
         train_text_encoder: bool = False,
+        embedding_cache_mb: float = 0.0,
     ) -> None:
         super().__init__()
         self.sam = build_sam(sam_variant, sam_checkpoint, image_size, frozen=True)
@@ -56,6 +58,9 @@ class SamAdaptModel(nn.Module):
             self.text_encoder.make_trainable()
             extra["text_encoder"] = self.text_encoder
         self.trainable, self.trainable_count = self._mark_trainable(extra)
+        # Reusing embeddings is exact only when nothing trainable or text-dependent runs in the encoder.
+        cacheable = not self.method.conditions_encoder and not train_image_encoder
+        self.embedding_cache = EmbeddingCache(embedding_cache_mb) if embedding_cache_mb > 0 and cacheable else None
 
     @property
     def image_size(self) -> int:
@@ -87,7 +92,13 @@ class SamAdaptModel(nn.Module):
         text = self.encode_text(batch["text"]) if with_text.any() else None
         if text is not None and not with_text.all():  # samples prompted without text see no text tokens
             text = TextFeatures(text.tokens, text.mask & with_text.to(text.mask.device)[:, None], text.pooled)
-        embeddings = self.method.encode(self.sam, batch["image"], text)
+        if self.embedding_cache is not None and "image_key" in batch:
+            with torch.no_grad():  # the encoder is frozen and unconditioned: no gradient goes there
+                embeddings = self.embedding_cache.encode(
+                    batch["image_key"], batch["image"], lambda images: self.method.encode(self.sam, images, None)
+                )
+        else:
+            embeddings = self.method.encode(self.sam, batch["image"], text)
         logits, ious = [], []
         for i, kinds in enumerate(prompt_kinds):
             sparse, dense = embed_prompts(

@@ -28,6 +28,7 @@ class SamAdaptModule(L.LightningModule):
         text_options: dict[str, Any] | None = None,
         train_image_encoder: bool = False,
         train_text_encoder: bool = False,
+        embedding_cache_mb: float = 0.0,
         train_prompts: dict[str, float] | None = None,
         eval_prompts: str | list[str] = "text",
         loss_weights: dict[str, float] | None = None,
@@ -48,6 +49,8 @@ class SamAdaptModule(L.LightningModule):
             sam_variant / sam_checkpoint / image_size: the frozen SAM (official-format checkpoint file).
             text_encoder: "bert", "clip" or None; `text_options` go to its constructor.
             train_image_encoder / train_text_encoder: also fine-tune SAM's image encoder / the text encoder.
+            embedding_cache_mb: reuse image embeddings (at most this many MB) when the method leaves the image
+                encoder frozen and unconditioned; samples with random pixels (colour jitter) are never cached.
             train_prompts: prompt mix for training, {"text": 1.0} or {"points": 0.3, "box": 0.3, "text": 0.4};
                 every sample draws one combination with these weights.
             eval_prompts: the combination used in validation and test, or a list of them: each is evaluated
@@ -63,7 +66,7 @@ class SamAdaptModule(L.LightningModule):
         self.save_hyperparameters()
         self.model = SamAdaptModel(
             sam_variant, sam_checkpoint, image_size, method, method_options, text_encoder, text_options,
-            train_image_encoder, train_text_encoder,
+            train_image_encoder, train_text_encoder, embedding_cache_mb,
         )
         names = [eval_prompts] if isinstance(eval_prompts, str) else list(eval_prompts)
         if not names:
