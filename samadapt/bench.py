@@ -124,6 +124,12 @@ def main() -> None:
     print(f"L-DIT encoder forward, ViT-B 512 px, 20 text tokens: frozen {dit['frozen_s']:.3f} s; "
           + "; ".join(f"{a} {dit[a]['seconds']:.3f} s (x{dit[a]['ratio']:.3f})" for a in ("global", "windowed")))
     results["methods"] = method_step_times(device)
+    from data_modules.bench import data_loading_bench
+
+    results["data_loading"] = data = data_loading_bench()
+    print(f"data loading at {data['image_size']} px: decode only {data['decode_only_per_s']:.0f} images/s; "
+          + "; ".join(f"{w} workers {v['samples_per_s']:.0f}/s (x{v['ratio_to_decode']:.2f})"
+                      for w, v in data["workers"].items()))
     for method, row in results["methods"].items():
         print(f"train step {method:15s} {row['step_s']:.3f} s  x{row['ratio_to_decoder_only']:.2f}  "
               f"trainable {row['trainable_params']:,}")
