@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,8 +18,8 @@ import torch
 from torch.utils.data import Dataset
 
 from .augment import PhotometricAugment
-from .images import LoadReport
-from .prompts import PointStrategy, sample_prompts
+from .images import LoadReport, binary_from_label, check_same_size, read_label, read_rgb
+from .prompts import PointStrategy, letterboxed_prompts
 from .transforms import image_key, letterbox, letterbox_mask, swap_left_right
 
 
@@ -113,16 +114,9 @@ class BinarySegDataset(Dataset):
         valid[: lb.content_hw[0], : lb.content_hw[1]] = True
         if ignore_lb is not None:
             valid &= ~ignore_lb[0]
-        prompt_mask = lb.mask[0]
         jitter = opt.box_jitter if self.train else 0.0
-        if mask.any() and not bool(prompt_mask.any()):
-            # object vanished when downscaled: prompt from the original mask, mapped to the frame
-            points, labels, box = sample_prompts(mask, opt.num_points, 0.0, gen, None, opt.num_bg_points,
-                                                 opt.point_strategy)
-            points, box = points * lb.scale, box * lb.scale
-        else:
-            points, labels, box = sample_prompts(prompt_mask, opt.num_points, jitter, gen, lb.content_hw,
-                                                 opt.num_bg_points, opt.point_strategy, valid)
+        points, labels, box = letterboxed_prompts(lb.mask[0], mask, lb.scale, lb.content_hw, opt.num_points, jitter,
+                                                  gen, opt.num_bg_points, opt.point_strategy, valid)
         sample = {
             "image": lb.image,
             "mask": lb.mask,
@@ -138,3 +132,14 @@ class BinarySegDataset(Dataset):
         sample["ignore"] = ignore_lb if ignore_lb is not None else torch.zeros(1, opt.image_size, opt.image_size,
                                                                                dtype=torch.bool)
         return sample
+
+
+class MaskFileDataset(BinarySegDataset):
+    """Targets whose mask is one binary image file, `target.source[0]` (COD10K, plain folders)."""
+
+    def load(self, target: Target) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        mask_path = Path(target.source[0])
+        image = read_rgb(target.image, self.report)
+        mask = binary_from_label(read_label(mask_path, self.report), mask_path, self.report)
+        check_same_size(image, mask, Path(target.image), mask_path)
+        return image, mask, None

@@ -10,12 +10,9 @@ import re
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
-
 from samadapt.errors import MissingFileError, SamAdaptError
 
-from .binary import BinarySegDataset, SampleOptions, Target, apply_template
-from .images import binary_from_label, check_same_size, read_label, read_rgb
+from .binary import MaskFileDataset, SampleOptions, Target, apply_template
 
 HOW_TO_GET_COD10K = (
     "Download COD10K-v3 (github.com/DengPingFan/SINet-V2, 'COD10K') and unzip it so that the data root holds "
@@ -43,7 +40,7 @@ def cod10k_stems(image_dir: Path) -> list[Path]:
     return sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-class Cod10kDataset(BinarySegDataset):
+class Cod10kDataset(MaskFileDataset):
     """One sample per image; text "camouflaged object" (fixed) or the class from the file name."""
 
     def __init__(
@@ -78,10 +75,3 @@ class Cod10kDataset(BinarySegDataset):
             self.targets.append(Target(path.stem, str(path), text, -1, (str(mask), name)))
         if not self.targets:
             raise SamAdaptError(f"no COD10K images found in {image_dir}. {HOW_TO_GET_COD10K}")
-
-    def load(self, target: Target) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        mask_path = Path(target.source[0])
-        image = read_rgb(target.image, self.report)
-        mask = binary_from_label(read_label(mask_path, self.report), mask_path, self.report)
-        check_same_size(image, mask, Path(target.image), mask_path)
-        return image, mask, None

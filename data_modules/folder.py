@@ -11,12 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-
 from samadapt.errors import MissingFileError, SamAdaptError
 
-from .binary import BinarySegDataset, SampleOptions, Target, apply_template
-from .images import binary_from_label, check_same_size, read_label, read_rgb
+from .binary import MaskFileDataset, SampleOptions, Target, apply_template
 
 HOW_TO_GET_FOLDER = "Put images in <root>/<split>/images and binary masks with the same stem in <root>/<split>/masks."
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -45,7 +42,7 @@ def _read_texts(path: Path) -> dict[str, str]:
     return texts
 
 
-class FolderDataset(BinarySegDataset):
+class FolderDataset(MaskFileDataset):
     """One sample per image of `<root>/<split>/images`."""
 
     def __init__(
@@ -85,10 +82,3 @@ class FolderDataset(BinarySegDataset):
             self.targets.append(Target(stem, str(image), text, class_id, (str(masks[stem]),)))
         if not self.targets:
             raise SamAdaptError(f"no images found in {image_dir}. {HOW_TO_GET_FOLDER}")
-
-    def load(self, target: Target) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        mask_path = Path(target.source[0])
-        image = read_rgb(target.image, self.report)
-        mask = binary_from_label(read_label(mask_path, self.report), mask_path, self.report)
-        check_same_size(image, mask, Path(target.image), mask_path)
-        return image, mask, None

@@ -139,3 +139,27 @@ def sample_prompts(
         hw = bounds_hw if bounds_hw is not None else tuple(_as_bool_tensor(mask).shape)
         box = jitter_box(box, box_jitter, hw, generator)
     return points, labels, box
+
+
+def letterboxed_prompts(
+    letterboxed_mask: torch.Tensor,
+    original_mask: np.ndarray,
+    scale: float,
+    content_hw: tuple[int, int],
+    num_points: int,
+    box_jitter: float,
+    generator: Generator,
+    num_bg_points: int = 0,
+    strategy: PointStrategy = "uniform",
+    valid: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Prompts in the letterboxed frame (HxW mask at model size, content in its top-left `content_hw`).
+
+    An object that vanished when downscaled is prompted from its original mask, mapped by `scale`.
+    """
+    if original_mask.any() and not bool(letterboxed_mask.any()):
+        points, labels, box = sample_prompts(original_mask, num_points, 0.0, generator, None, num_bg_points,
+                                             strategy)
+        return points * scale, labels, box * scale
+    return sample_prompts(letterboxed_mask, num_points, box_jitter, generator, content_hw, num_bg_points, strategy,
+                          valid)

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from samadapt.errors import MissingFileError, SamAdaptError
 
-from .prompts import sample_prompts
+from .prompts import letterboxed_prompts
 from .safe_pickle import load_refs, resolve_refs_path
 from .transforms import ColorJitter, image_key, letterbox
 from .transforms import hflip as hflip_sample
@@ -193,14 +193,9 @@ class RefCocoDataset(Dataset):
         if self.color_jitter is not None:
             image = self.color_jitter(image)
         lb = letterbox(image, mask, self.image_size)
-        prompt_mask = lb.mask[0]
-        if not bool(prompt_mask.any()):
-            # object vanished when downscaled: prompt from the original mask, mapped to the frame
-            points, labels, box = sample_prompts(mask, self.num_points, 0.0, gen)
-            points, box = points * lb.scale, box * lb.scale
-        else:
-            jitter = self.box_jitter if self.train else 0.0
-            points, labels, box = sample_prompts(prompt_mask, self.num_points, jitter, gen, lb.content_hw)
+        jitter = self.box_jitter if self.train else 0.0
+        points, labels, box = letterboxed_prompts(lb.mask[0], mask, lb.scale, lb.content_hw, self.num_points, jitter,
+                                                  gen)
         return {
             "image": lb.image,
             "mask": lb.mask,
