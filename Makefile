@@ -7,6 +7,8 @@ EXP ?=
 ARGS ?=
 CKPT ?=
 EXPERIMENTS := $(filter-out base,$(basename $(notdir $(wildcard experiments/*.yaml))))
+CONFIGS = --config experiments/base.yaml --config experiments/$(EXP).yaml
+CHECK_EXP = @test -f "experiments/$(EXP).yaml" || { echo "no experiment file experiments/$(EXP).yaml; choose EXP= from: $(EXPERIMENTS)" >&2; exit 2; }
 # No hub downloads, W&B offline, no albumentations update check (all overridable from the shell).
 export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
@@ -36,13 +38,13 @@ demo: install  ## the end-to-end demo on the CPU: synthetic data, tiny SAM, ever
 	$(SAMADAPT) demo --out runs/demo
 
 train: install  ## train an experiment: make train EXP=shallow_refcoco ARGS="--trainer.max_steps=10"
-	@test -f "experiments/$(EXP).yaml" || { echo "no experiment file experiments/$(EXP).yaml; choose EXP= from: $(EXPERIMENTS)" >&2; exit 2; }
-	$(SAMADAPT) fit --config experiments/base.yaml --config experiments/$(EXP).yaml $(ARGS)
+	$(CHECK_EXP)
+	$(SAMADAPT) fit $(CONFIGS) $(ARGS)
 
 eval: install  ## evaluate a checkpoint on the test splits: make eval EXP=shallow_refcoco CKPT=runs/.../last.ckpt
-	@test -f "experiments/$(EXP).yaml" || { echo "no experiment file experiments/$(EXP).yaml; choose EXP= from: $(EXPERIMENTS)" >&2; exit 2; }
+	$(CHECK_EXP)
 	@test -n "$(CKPT)" || { echo "set CKPT=path/to/checkpoint.ckpt" >&2; exit 2; }
-	$(SAMADAPT) test --config experiments/base.yaml --config experiments/$(EXP).yaml --ckpt_path $(CKPT) $(ARGS)
+	$(SAMADAPT) test $(CONFIGS) --ckpt_path $(CKPT) $(ARGS)
 
 bench: install  ## speed and memory benchmarks, ratios measured side by side
 	$(PY) -m samadapt.bench

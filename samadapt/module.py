@@ -179,9 +179,13 @@ class SamAdaptModule(L.LightningModule):
                 self.log_dict({f"{prefix}/{name}/{k}": v for k, v in values.items()}, add_dataloader_idx=False)
             metric.reset()
 
-    def on_validation_epoch_start(self) -> None:
+    def _use_ema_weights(self) -> None:
+        """Evaluate with the EMA weights until the epoch's end hook closes the scope (no-op without EMA)."""
         if self.ema is not None:
             self._ema_scope.enter_context(self.ema.applied())
+
+    def on_validation_epoch_start(self) -> None:
+        self._use_ema_weights()
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._evaluate(batch, self.val_metrics)
@@ -195,8 +199,7 @@ class SamAdaptModule(L.LightningModule):
         if len(names) != len(self.test_metrics) or names != self.test_split_names:
             self.test_split_names = names
             self.test_metrics = torch.nn.ModuleList([self._metrics() for _ in names]).to(self.device)
-        if self.ema is not None:
-            self._ema_scope.enter_context(self.ema.applied())
+        self._use_ema_weights()
 
     def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._evaluate(batch, self.test_metrics[dataloader_idx], self.test_pooled)
@@ -208,8 +211,7 @@ class SamAdaptModule(L.LightningModule):
         self._ema_scope.close()
 
     def on_predict_epoch_start(self) -> None:
-        if self.ema is not None:
-            self._ema_scope.enter_context(self.ema.applied())
+        self._use_ema_weights()
 
     def on_predict_epoch_end(self) -> None:
         self._ema_scope.close()

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.test_cli import tiny_overrides
+
 REPO = Path(__file__).resolve().parent.parent
 VENV = Path(sys.executable).parent.parent
 
@@ -31,13 +33,9 @@ def test_ldit_refcoco_without_data_or_checkpoint_is_one_clear_message(tmp_path):
 def test_ldit_refcoco_trains_and_evaluates_on_the_demo_stand_ins(tiny_sam_checkpoint, shapes_root, tiny_bert,
                                                                  tmp_path):
     overrides = " ".join([
-        "--trainer.max_steps=2", "--trainer.accumulate_grad_batches=1", "--trainer.limit_val_batches=1",
-        "--trainer.num_sanity_val_steps=0", "--trainer.accelerator=cpu", f"--trainer.default_root_dir={tmp_path}",
-        "--trainer.logger=false", "--model.sam_variant=tiny", f"--model.sam_checkpoint={tiny_sam_checkpoint}",
-        "--model.image_size=64", f"--model.text_options.name_or_path={tiny_bert}",
-        f"--data.init_args.root={shapes_root}", "--data.init_args.dataset=shapes", "--data.init_args.image_size=64",
-        "--data.init_args.batch_size=2", "--data.init_args.eval_batch_size=2", "--data.init_args.num_workers=0",
-        "--data.init_args.max_eval_samples=4", "--data.init_args.test_splits=[val,testA,testB]",
+        *tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert),
+        "--trainer.accumulate_grad_batches=1", f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false",
+        "--data.init_args.test_splits=[val,testA,testB]",
     ])
     trained = make("train", "EXP=ldit_refcoco", f"ARGS={overrides}")
     assert trained.returncode == 0, trained.stderr[-3000:]
