@@ -10,7 +10,6 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 
 @dataclass
@@ -76,7 +75,6 @@ def unletterbox(pred: torch.Tensor, orig_hw: tuple[int, int], mode: str = "bilin
 
     Use "bilinear" for probabilities or logits (threshold afterwards) and "nearest" for binary masks.
     """
-    import torch.nn.functional as F
 
     size = pred.shape[-1]
     h, w = int(orig_hw[0]), int(orig_hw[1])
