@@ -23,12 +23,15 @@ PointStrategy = Literal["uniform", "interior"]
 Generator = torch.Generator | np.random.Generator | None
 
 
-def _as_bool_tensor(mask: torch.Tensor | np.ndarray) -> torch.Tensor:
-    m = torch.as_tensor(np.asarray(mask)) if isinstance(mask, np.ndarray) else mask
+def _as_bool_array(mask: torch.Tensor | np.ndarray) -> np.ndarray:
+    """HxW bool numpy array. Prompt sampling works in numpy: torch's per-call overhead dominates at this size."""
+    m = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
     m = m.squeeze()
     if m.ndim != 2:
         raise ValueError(f"mask must be HxW, got shape {tuple(mask.shape)}")
-    return m > 0.5 if m.is_floating_point() else m != 0
+    if m.dtype == bool:
+        return m
+    return m > 0.5 if np.issubdtype(m.dtype, np.floating) else m != 0
 
 
 def _randint(gen: Generator, high: int, n: int) -> torch.Tensor:
@@ -51,9 +54,9 @@ def sample_points(
 
     Returns points (k, 2) float (x, y) and labels (k,) long: 1 for foreground, -1 if the mask is empty.
     """
-    m = _as_bool_tensor(mask)
+    m = _as_bool_array(mask)
     h, w = m.shape
-    flat = np.flatnonzero(m.numpy())  # row-major, as torch.nonzero; numpy is several times faster here
+    flat = np.flatnonzero(m)  # row-major, as torch.nonzero
     if len(flat) == 0:
         centre = torch.tensor([[(w - 1) / 2.0, (h - 1) / 2.0]]).repeat(k, 1)
         return centre, torch.full((k,), -1, dtype=torch.long)
@@ -66,11 +69,11 @@ def interior_region(mask: torch.Tensor | np.ndarray, fraction: float = 0.5) -> t
     """Pixels at least `fraction` of the largest inside distance away from the mask boundary (HxW bool)."""
     import cv2  # imported lazily: only this option needs it
 
-    m = _as_bool_tensor(mask)
-    m_np = np.pad(m.numpy().astype(np.uint8), 1)  # the image border counts as boundary
+    m = _as_bool_array(mask)
+    m_np = np.pad(m.astype(np.uint8), 1)  # the image border counts as boundary
     dist = cv2.distanceTransform(m_np, cv2.DIST_L2, 3)[1:-1, 1:-1]
     if dist.max() <= 0:
-        return m
+        return torch.from_numpy(m)
     return torch.from_numpy(dist >= max(1.0, fraction * float(dist.max())))
 
 
@@ -78,18 +81,17 @@ def sample_background_points(
     mask: torch.Tensor | np.ndarray, k: int, generator: Generator = None, valid: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """k background points (label 0) outside the mask and inside `valid` (e.g. not padding, not ignore)."""
-    m = _as_bool_tensor(mask)
-    outside = ~m if valid is None else (~m & _as_bool_tensor(valid))
+    m = _as_bool_array(mask)
+    outside = ~m if valid is None else (~m & _as_bool_array(valid))
     points, labels = sample_points(outside, k, generator)
     return points, torch.where(labels == 1, 0, labels)
 
 
 def mask_to_box(mask: torch.Tensor | np.ndarray) -> torch.Tensor:
     """Tight box (4,) x0, y0, x1, y1 (inclusive) of the mask; the whole image if the mask is empty."""
-    m = _as_bool_tensor(mask)
+    m = _as_bool_array(mask)
     h, w = m.shape
-    m_np = m.numpy()
-    cols, rows = np.flatnonzero(m_np.any(0)), np.flatnonzero(m_np.any(1))
+    cols, rows = np.flatnonzero(m.any(0)), np.flatnonzero(m.any(1))
     if len(cols) == 0:
         return torch.tensor([0.0, 0.0, w - 1.0, h - 1.0])
     return torch.tensor([cols[0], rows[0], cols[-1], rows[-1]], dtype=torch.float32)
@@ -129,6 +131,7 @@ def sample_prompts(
     The first `num_points` points are foreground (uniform or interior), then `num_bg_points` background
     points drawn from `valid` minus the mask (default: everywhere outside the mask).
     """
+    mask = _as_bool_array(mask)
     region = interior_region(mask) if strategy == "interior" else mask
     points, labels = sample_points(region, num_points, generator)
     if num_bg_points > 0:
@@ -136,7 +139,7 @@ def sample_prompts(
         points, labels = torch.cat([points, bg_points]), torch.cat([labels, bg_labels])
     box = mask_to_box(mask)
     if box_jitter > 0 and bool((labels == 1).any()):
-        hw = bounds_hw if bounds_hw is not None else tuple(_as_bool_tensor(mask).shape)
+        hw = bounds_hw if bounds_hw is not None else mask.shape
         box = jitter_box(box, box_jitter, hw, generator)
     return points, labels, box
 
@@ -157,7 +160,8 @@ def letterboxed_prompts(
 
     An object that vanished when downscaled is prompted from its original mask, mapped by `scale`.
     """
-    if original_mask.any() and not bool(letterboxed_mask.any()):
+    letterboxed_mask = _as_bool_array(letterboxed_mask)  # once, not in every helper below
+    if original_mask.any() and not letterboxed_mask.any():
         points, labels, box = sample_prompts(original_mask, num_points, 0.0, generator, None, num_bg_points,
                                              strategy)
         return points * scale, labels, box * scale

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
-from PIL import Image
+import torch.nn.functional as F
 
 
 @dataclass
 class Letterboxed:
     """An image and mask letterboxed to S x S (content at top-left, zero padding bottom/right)."""
 
-    image: torch.Tensor  # (3, S, S) float, 0..255
+    image: torch.Tensor  # (3, S, S) uint8 (the model converts to float after the copy to its device)
     mask: torch.Tensor  # (1, S, S) float, {0, 1}
     scale: float  # letterboxed coordinate = original coordinate * scale
     content_hw: tuple[int, int]  # size of the resized content inside the S x S frame
@@ -27,30 +29,44 @@ def letterbox_shape(h: int, w: int, size: int) -> tuple[int, int]:
 
 
 def letterbox(image: np.ndarray, mask: np.ndarray, size: int) -> Letterboxed:
-    """Resize HxWx3 uint8 image (bilinear) and HxW mask (nearest) so the longest side is `size`, pad to S x S."""
+    """Resize HxWx3 uint8 image (bilinear) and HxW mask (nearest) so the longest side is `size`, pad to S x S.
+
+    The image goes through torch's antialiased bilinear resize on uint8 (what SAM's `apply_image_torch` does;
+    within 2 grey levels of PIL's resize and about 10x faster on the CPU), written straight into the padded frame.
+    Images stay uint8: a quarter of the bytes to collate, pin and copy to the device.
+    """
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"image must be HxWx3, got {image.shape}")
     h, w = image.shape[:2]
     if mask.shape[:2] != (h, w):
         raise ValueError(f"mask shape {mask.shape} does not match image shape {image.shape}")
     nh, nw = letterbox_shape(h, w, size)
-    img = np.asarray(Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).resize((nw, nh), Image.BILINEAR))
-    msk = np.asarray(Image.fromarray((mask > 0).astype(np.uint8)).resize((nw, nh), Image.NEAREST))
-    padded = np.zeros((size, size, 3), dtype=np.uint8)
-    padded[:nh, :nw] = img
-    out_img = torch.from_numpy(padded).permute(2, 0, 1).float()  # one uint8 -> float pass over the frame
-    out_mask = torch.zeros(1, size, size, dtype=torch.float32)
-    out_mask[0, :nh, :nw] = torch.from_numpy(msk.copy()).float()
-    return Letterboxed(out_img, out_mask, size / max(h, w), (nh, nw))
+    with warnings.catch_warnings():  # PIL's arrays are read-only; this tensor is only read, never written
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        src = torch.from_numpy(np.ascontiguousarray(image, dtype=np.uint8)).permute(2, 0, 1)[None]  # channels-last
+    out_img = torch.zeros(3, size, size, dtype=torch.uint8)
+    out_img[:, :nh, :nw] = F.interpolate(src, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)[0]
+    out_mask = np.zeros((1, size, size), dtype=np.float32)  # numpy: torch's per-op overhead dominates here
+    out_mask[0, :nh, :nw] = _resize_nearest(mask > 0, nh, nw)
+    return Letterboxed(out_img, torch.from_numpy(out_mask), size / max(h, w), (nh, nw))
+
+
+def _resize_nearest(mask: np.ndarray, nh: int, nw: int) -> np.ndarray:
+    """HxW boolean map resized to (nh, nw) by nearest neighbour (bool array).
+
+    OpenCV's INTER_NEAREST_EXACT takes the source pixel under each target pixel centre, the rule PIL's NEAREST
+    uses (plain INTER_NEAREST does not), so masks are pixel-identical to PIL's, faster.
+    """
+    small = cv2.resize(np.ascontiguousarray(mask, dtype=np.uint8), (nw, nh), interpolation=cv2.INTER_NEAREST_EXACT)
+    return small > 0
 
 
 def letterbox_mask(mask: np.ndarray, size: int) -> torch.Tensor:
     """A HxW boolean map (e.g. ignore pixels) letterboxed like `letterbox` does masks: (1, S, S) bool."""
     h, w = mask.shape[:2]
     nh, nw = letterbox_shape(h, w, size)
-    small = np.asarray(Image.fromarray(mask.astype(np.uint8)).resize((nw, nh), Image.NEAREST))
     out = torch.zeros(1, size, size, dtype=torch.bool)
-    out[0, :nh, :nw] = torch.from_numpy(small > 0)
+    out[0, :nh, :nw] = torch.from_numpy(_resize_nearest(mask, nh, nw))
     return out
 
 
@@ -59,7 +75,6 @@ def unletterbox(pred: torch.Tensor, orig_hw: tuple[int, int], mode: str = "bilin
 
     Use "bilinear" for probabilities or logits (threshold afterwards) and "nearest" for binary masks.
     """
-    import torch.nn.functional as F
 
     size = pred.shape[-1]
     h, w = int(orig_hw[0]), int(orig_hw[1])

@@ -88,6 +88,7 @@ class SamAdaptModel(nn.Module):
 
     def forward(self, batch: dict, prompt_kinds: list[PromptKinds]) -> tuple[torch.Tensor, torch.Tensor]:
         """Low-res mask logits (B,1,4h,4w) and predicted IoU (B,1); sample i is prompted with prompt_kinds[i]."""
+        images = batch["image"].float()  # loaders deliver uint8 0..255 (a quarter of the bytes to copy)
         with_text = torch.tensor(["text" in kinds for kinds in prompt_kinds])
         text = self.encode_text(batch["text"]) if with_text.any() else None
         if text is not None and not with_text.all():  # samples prompted without text see no text tokens
@@ -95,10 +96,10 @@ class SamAdaptModel(nn.Module):
         if self.embedding_cache is not None and "image_key" in batch:
             with torch.no_grad():  # the encoder is frozen and unconditioned: no gradient goes there
                 embeddings = self.embedding_cache.encode(
-                    batch["image_key"], batch["image"], lambda images: self.method.encode(self.sam, images, None)
+                    batch["image_key"], images, lambda images: self.method.encode(self.sam, images, None)
                 )
         else:
-            embeddings = self.method.encode(self.sam, batch["image"], text)
+            embeddings = self.method.encode(self.sam, images, text)
         logits, ious = [], []
         for i, kinds in enumerate(prompt_kinds):
             sparse, dense = embed_prompts(

@@ -122,7 +122,7 @@ def test_grayscale_rgba_and_16bit_images_are_converted_and_counted(folder_root, 
     assert counts["grayscale or palette image converted to RGB"] == 1
     assert counts["image with an alpha channel: alpha dropped"] == 1
     assert counts["16-bit image scaled to 8-bit RGB"] == 1
-    assert abs(samples[2]["image"][0, :72].mean() - float(rgb[..., 0].mean())) < 1.0  # scaled, not clipped
+    assert abs(samples[2]["image"][0, :72].float().mean() - float(rgb[..., 0].mean())) < 1.0  # scaled, not clipped
 
 
 def test_unreadable_image_names_the_file(folder_root, tmp_path):
