@@ -14,6 +14,7 @@ from samadapt.errors import SamAdaptError
 from samadapt.losses import SegmentationLoss
 from samadapt.metrics import ReferringMetrics
 from samadapt.model import SamAdaptModel, parse_prompt_kinds
+from samadapt.scale import LrScaling, global_batch_accumulation, scaled_lr, shard_for_full_finetune
 
 
 class SamAdaptModule(L.LightningModule):
@@ -42,6 +43,9 @@ class SamAdaptModule(L.LightningModule):
         ema_decay: float | None = None,
         threshold: float = 0.5,
         strict_pk: bool = True,
+        global_batch_size: int | None = None,
+        lr_scaling: LrScaling = "none",
+        lr_reference_batch: int | None = None,
     ) -> None:
         """
         Args:
@@ -61,6 +65,10 @@ class SamAdaptModule(L.LightningModule):
             ema_decay: keep an EMA of the trainable weights and evaluate with it (DIT: 0.999 or so).
             threshold: probability above which a pixel is foreground (DIT evaluates at 0.35).
             strict_pk: P@k counts IoU > k (published DIT code) or >= k (LAVT) when False.
+            global_batch_size: the recipe's global batch; gradient accumulation is set so that batch per device
+                x devices x nodes x accumulation equals it, whatever the hardware (an error says what to change).
+            lr_scaling / lr_reference_batch: scale lr from the batch it was tuned at to the global batch used
+                ("linear" or "sqrt"); "none" keeps lr as given.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -94,6 +102,30 @@ class SamAdaptModule(L.LightningModule):
             "trainable_params": sum(p.numel() for p in self.parameters() if p.requires_grad),
             "total_params": sum(p.numel() for p in self.parameters()),
         }
+
+    def setup(self, stage: str) -> None:
+        hp = self.hparams
+        if stage == "fit" and hp.global_batch_size:
+            trainer = self.trainer
+            steps = global_batch_accumulation(hp.global_batch_size, trainer.datamodule.batch_size,
+                                              trainer.num_devices, trainer.num_nodes, trainer.accumulate_grad_batches)
+            trainer.accumulate_grad_batches = steps
+
+    def configure_model(self) -> None:
+        if self.device_mesh is not None:  # Lightning's ModelParallelStrategy: FSDP2 for full fine-tuning
+            shard_for_full_finetune(self.model, self.device_mesh["data_parallel"])
+
+    def effective_lr(self) -> float:
+        hp = self.hparams
+        if hp.lr_scaling == "none":
+            return hp.lr
+        if not hp.lr_reference_batch:
+            raise SamAdaptError(f"lr_scaling={hp.lr_scaling} needs model.lr_reference_batch, the global batch at "
+                                f"which lr={hp.lr} was tuned (e.g. 64 for the DIT recipes)")
+        trainer = self.trainer
+        global_batch = (trainer.datamodule.batch_size * trainer.num_devices * trainer.num_nodes
+                        * trainer.accumulate_grad_batches)
+        return scaled_lr(hp.lr, global_batch, hp.lr_reference_batch, hp.lr_scaling)
 
     def on_fit_start(self) -> None:
         counts = self.parameter_counts()
@@ -225,7 +257,7 @@ class SamAdaptModule(L.LightningModule):
         params = [p for p in self.parameters() if p.requires_grad]
         hp = self.hparams
         optimizer_class = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
-        optimizer = optimizer_class(params, lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
+        optimizer = optimizer_class(params, lr=self.effective_lr(), betas=tuple(hp.betas), weight_decay=hp.weight_decay)
         if hp.scheduler == "none" and not hp.warmup_steps and not hp.warmup_epochs:
             return optimizer
         total = max(1, self.trainer.estimated_stepping_batches)

@@ -52,7 +52,7 @@ def test_every_experiment_runs_two_steps(experiment, tiny_sam_checkpoint, shapes
     overrides = tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert, data_root=data_root)
     main(["fit", *configs(experiment), *overrides,
           "--trainer.val_check_interval=2", "--trainer.check_val_every_n_epoch=null",
-          "--trainer.accumulate_grad_batches=1"])
+          "--model.global_batch_size=null"])
     checkpoints = list((tmp_path / "runs").rglob("last.ckpt"))
     assert len(checkpoints) == 1
     metrics = (next((tmp_path / "runs").rglob("metrics.csv"))).read_text()

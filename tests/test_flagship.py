@@ -34,7 +34,7 @@ def test_ldit_refcoco_trains_and_evaluates_on_the_demo_stand_ins(tiny_sam_checkp
                                                                  tmp_path):
     overrides = " ".join([
         *tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert),
-        "--trainer.accumulate_grad_batches=1", f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false",
+        "--model.global_batch_size=4", f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false",
         "--data.init_args.test_splits=[val,testA,testB]",
     ])
     trained = make("train", "EXP=ldit_refcoco", f"ARGS={overrides}")
