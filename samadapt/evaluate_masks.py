@@ -1,8 +1,8 @@
 """`samadapt evaluate-masks`: the in-training metrics for a folder of predicted mask PNGs against ground truth.
 
 Predictions and ground truth are matched by file stem (`<pred>/img_01.png` with `<gt>/img_01.png`).
-- Prediction PNGs: 8-bit probability maps (0..255) or binary masks (0/255, or 0/1). A map whose largest
-  value is 1 is read as a 0/1 mask.
+- Prediction PNGs: 8-bit probability maps (0..255) or binary masks (0/255; 0/1 masks with --pred-01).
+  Nothing is guessed: a confident "no object" probability map may hold only 0 and 1, like a 0/1 mask.
 - Ground-truth PNGs: binary, foreground where > 128 (0/255 masks, as PySODMetrics reads them) or == 1
   (0/1 masks). Sizes must match the predictions: resize predictions to the original image size first.
 - Referring / semantic metrics binarise the prediction at `--threshold` on value / 255 (strictly above).
@@ -76,9 +76,13 @@ def read_gray(path: Path) -> np.ndarray:
         raise SamAdaptError(f"cannot read {path}: {e}. Re-export it as an 8-bit PNG.") from e
 
 
-def prediction_u8(pred: np.ndarray) -> np.ndarray:
-    """0..255 probabilities as they are; a 0/1 mask scaled to 0/255."""
-    return pred * np.uint8(255) if pred.max() <= 1 else pred
+def prediction_u8(pred: np.ndarray, path: Path, zero_one: bool) -> np.ndarray:
+    """0..255 probabilities as they are; with `zero_one`, a 0/1 mask scaled to 0/255."""
+    if not zero_one:
+        return pred.copy()
+    if pred.max() > 1:
+        raise SamAdaptError(f"{path} holds values above 1 but --pred-01 says predictions are 0/1 masks.")
+    return pred * np.uint8(255)
 
 
 def ground_truth(gt: np.ndarray) -> np.ndarray:
@@ -110,7 +114,8 @@ def read_classes(path: str | Path) -> dict[str, int]:
 
 
 def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, metrics: str = "sod", threshold: float = 0.5,
-                     strict_pk: bool = True, minmax: bool = True, classes: dict[str, int] | None = None) -> dict:
+                     strict_pk: bool = True, minmax: bool = True, classes: dict[str, int] | None = None,
+                     pred_01: bool = False) -> dict:
     """The metrics of `metrics` family over every stem; the referring values are always included."""
     if metrics not in FAMILIES:
         raise SamAdaptError(f"unknown --metrics {metrics!r}; choose {', '.join(FAMILIES)}")
@@ -125,7 +130,7 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, metrics: str = "s
             raise SamAdaptError(f"size mismatch for {stem}: prediction {pred_path} is {pred.shape[1]}x{pred.shape[0]} "
                                 f"but ground truth {gt_path} is {gt.shape[1]}x{gt.shape[0]} (WxH); resize the "
                                 "prediction to the original image size.")
-        probs_u8 = torch.from_numpy(prediction_u8(pred))[None]
+        probs_u8 = torch.from_numpy(prediction_u8(pred, pred_path, pred_01))[None]
         target = torch.from_numpy(ground_truth(gt))[None]
         binary = probs_u8.double() / 255.0 > threshold
         referring.update(binary, target, [stem])
@@ -139,7 +144,7 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, metrics: str = "s
             values.update(extra.compute())
     report = {"count": len(pairs), "metrics": {k: float(v) for k, v in values.items()},
               "settings": {"metrics": metrics, "threshold": threshold, "strict_pk": strict_pk, "sod_minmax": minmax,
-                           "pred": str(pred_dir), "gt": str(gt_dir)}}
+                           "pred_01": pred_01, "pred": str(pred_dir), "gt": str(gt_dir)}}
     if semantic is not None:
         report["classIoU_per_class"] = semantic.per_class()
     return report
@@ -167,11 +172,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--inclusive-pk", action="store_true", help="P@k counts IoU >= k (LAVT) instead of > k")
     parser.add_argument("--no-minmax", action="store_true",
                         help="SOD measures on the raw maps instead of min-max normalised ones (PySODMetrics default)")
+    parser.add_argument("--pred-01", action="store_true", help="predictions are 0/1 masks (default: 0..255 maps)")
     parser.add_argument("--classes", help='semantic: JSON {"<stem>": <class id>} (default: stems end in _c<id>)')
     parser.add_argument("--out", help="also write the JSON report to this file")
     args = parser.parse_args(argv)
     report = evaluate_folders(args.pred, args.gt, args.metrics, args.threshold, not args.inclusive_pk,
-                              not args.no_minmax, read_classes(args.classes) if args.classes else None)
+                              not args.no_minmax, read_classes(args.classes) if args.classes else None, args.pred_01)
     if args.out:
         atomic_write_json(report, args.out)
     json.dump(report, sys.stdout, indent=2)

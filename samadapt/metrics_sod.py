@@ -23,8 +23,8 @@ SCALARS = ("MAE", "Sm", "wFm", "adpEm", "adpFm")
 
 
 def to_uint8(probs: torch.Tensor | np.ndarray) -> np.ndarray:
-    """Probabilities in [0, 1] -> the 8-bit map a PNG would hold (round to nearest), as numpy uint8."""
-    array = probs.detach().float().cpu().numpy() if isinstance(probs, torch.Tensor) else np.asarray(probs)
+    """Probabilities in [0, 1] -> the 8-bit map a PNG would hold (round to nearest); uint8 input is kept as is."""
+    array = probs.detach().cpu().numpy() if isinstance(probs, torch.Tensor) else np.asarray(probs)
     if array.dtype == np.uint8:
         return array
     return np.clip(np.rint(array.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)

@@ -93,6 +93,7 @@ def test_minmax_off_scores_raw_probabilities():
 
 def test_quantisation_and_input_checks():
     assert to_uint8(torch.tensor([0.0, 0.5, 1.0, 0.002])).tolist() == [0, 128, 255, 1]
+    assert to_uint8(torch.tensor([3, 200], dtype=torch.uint8)).tolist() == [3, 200]  # already 8-bit
     with pytest.raises(ValueError, match="sigmoid"):
         SodMetrics().update(torch.tensor([[[-1.0, 2.0]]]), torch.ones(1, 1, 2, dtype=torch.bool))
     with pytest.raises(ValueError, match="differ"):
