@@ -72,6 +72,11 @@ def binarize(logits: torch.Tensor, threshold: float, on: str) -> torch.Tensor:
     return (logits.sigmoid() if on == "probs" else logits) > threshold
 
 
+def probability_threshold(threshold: float, on: str) -> float:
+    """The same cut on probabilities: sigmoid(threshold) for a threshold on logits (0 -> 0.5)."""
+    return float(torch.tensor(threshold, dtype=torch.float64).sigmoid()) if on == "logits" else threshold
+
+
 @dataclass
 class EvalSample:
     """One prediction ready for the metrics: logits and target at the evaluation resolution."""

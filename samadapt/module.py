@@ -11,7 +11,15 @@ import torch
 
 from samadapt.ema import EMA
 from samadapt.errors import SamAdaptError
-from samadapt.evaluation import EvalMetrics, check_family, check_threshold, eval_samples, metrics_for, write_report
+from samadapt.evaluation import (
+    EvalMetrics,
+    check_family,
+    check_threshold,
+    eval_samples,
+    metrics_for,
+    probability_threshold,
+    write_report,
+)
 from samadapt.losses import SegmentationLoss
 from samadapt.model import SamAdaptModel, parse_prompt_kinds
 
@@ -247,17 +255,17 @@ class SamAdaptModule(L.LightningModule):
         else:  # one split: test/<metric> is that split's numbers
             self._log_metrics("test", self.test_pooled)
         self._ema_scope.close()
+        folder = self.trainer.log_dir or self.trainer.default_root_dir  # log_dir broadcasts: every process asks
         if self.trainer.is_global_zero:
-            self._write_test_report(rows)
+            self._write_test_report(rows, folder)
 
-    def _write_test_report(self, rows: list[dict]) -> None:
+    def _write_test_report(self, rows: list[dict], folder: str) -> None:
         """test_metrics.json / .md in the run folder (the first logger's version folder)."""
         details = {f"{r['split']}/{r['prompts']}": r.pop("classIoU_per_class") for r in rows
                    if "classIoU_per_class" in r}
         hp = self.hparams
         settings = {"metrics": self.metric_family, "eval_resolution": self.eval_resolution(),
                     "threshold": hp.threshold, "threshold_on": hp.threshold_on, "strict_pk": hp.strict_pk}
-        folder = self.trainer.log_dir or self.trainer.default_root_dir
         write_report(folder, rows, settings, {"classIoU_per_class": details} if details else {})
 
     def on_predict_epoch_start(self) -> None:
@@ -268,7 +276,8 @@ class SamAdaptModule(L.LightningModule):
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         probs, valid = self.predict_masks(batch)
-        return {"sample_id": batch["sample_id"], "probs": probs, "mask": (probs > self.hparams.threshold) & valid}
+        cut = probability_threshold(self.hparams.threshold, self.hparams.threshold_on)
+        return {"sample_id": batch["sample_id"], "probs": probs, "mask": (probs > cut) & valid}
 
     # ---- optimisation ------------------------------------------------------------------------
     def configure_optimizers(self):

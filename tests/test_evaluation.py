@@ -105,3 +105,34 @@ def test_cod_runs_report_sod_measures_and_semantic_runs_class_iou(tiny_sam_check
     report = json.loads((tmp_path / "ade" / "test_metrics.json").read_text())
     per_class = report["details"]["classIoU_per_class"]["val/points"]
     assert per_class and report["results"][0]["classIoU"] == pytest.approx(np.mean(list(per_class.values())))
+
+
+def test_resolution_auto_is_model_while_fitting_and_original_otherwise(tiny_sam_checkpoint, shapes_root, tmp_path):
+    module = tiny_module(tiny_sam_checkpoint)
+    assert module.eval_resolution() == "original"  # no trainer: a standalone evaluation
+    assert tiny_module(tiny_sam_checkpoint, eval_resolution="model").eval_resolution() == "model"
+    seen = []
+
+    class Spy(L.Callback):
+        def on_validation_batch_end(self, trainer, pl_module, *args):
+            seen.append(pl_module.eval_resolution())
+
+    dm = RefCocoDataModule(shapes_root, dataset="shapes", image_size=TEST_SIZE, batch_size=2, eval_batch_size=2,
+                           max_eval_samples=2, test_splits=["testA"])
+    trainer = quiet_trainer(tmp_path, max_steps=1, val_check_interval=1, limit_val_batches=1, num_sanity_val_steps=0,
+                           callbacks=[Spy()])
+    trainer.fit(module, dm)
+    trainer.validate(module, dm)
+    assert seen == ["model", "original"] and "val/oIoU" in trainer.callback_metrics
+
+
+def test_predict_masks_follow_the_threshold_semantics(tiny_sam_checkpoint, shapes_root):
+    dm = RefCocoDataModule(shapes_root, dataset="shapes", image_size=TEST_SIZE, eval_batch_size=2,
+                           max_eval_samples=2, test_splits=["testA"])
+    dm.setup("test")
+    batch = next(iter(dm.test_dataloader()[0]))
+    on_logits = tiny_module(tiny_sam_checkpoint, threshold=0.0, threshold_on="logits").eval()
+    on_probs = tiny_module(tiny_sam_checkpoint, threshold=0.5).eval()
+    with torch.no_grad():
+        a, b = on_logits.predict_step(batch, 0), on_probs.predict_step(batch, 0)
+    assert torch.equal(a["mask"], b["mask"]) and 0 < b["mask"].float().mean() < 1
