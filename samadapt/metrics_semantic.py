@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
+from samadapt.errors import SamAdaptError
 from samadapt.metrics import SampleRecords, intersection_union, iou_of
 
 
@@ -31,8 +32,8 @@ class SemanticMetrics(SampleRecords):
         if classes.numel() != inter.numel():
             raise ValueError(f"{classes.numel()} class ids for {inter.numel()} samples")
         if (classes < 0).any():
-            raise ValueError("every sample needs a class id >= 0 for per-class IoU (this dataset gives none: "
-                             "use the referring or sod metrics)")
+            raise SamAdaptError("semantic metrics need a class id >= 0 on every sample, and this dataset gives "
+                                "none: use metrics referring or sod")
         self._add(torch.stack([classes, inter.double(), union.double()], 1), sample_ids)
 
     def per_class(self) -> dict[int, float]:

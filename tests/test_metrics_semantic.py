@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from samadapt.errors import SamAdaptError
 from samadapt.metrics_semantic import SemanticMetrics
 
 
@@ -38,5 +39,5 @@ def test_ignore_pixels_count_for_neither_side():
 
 def test_missing_class_id_is_an_error():
     pred, target = line(1, 0, 0)
-    with pytest.raises(ValueError, match="class id"):
+    with pytest.raises(SamAdaptError, match="class id"):
         SemanticMetrics().update(pred, target, [-1])
