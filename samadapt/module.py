@@ -111,12 +111,13 @@ class SamAdaptModule(L.LightningModule):
         return torch.nn.ModuleDict({name: EvalMetrics(self.metric_family, hp.threshold, hp.threshold_on, hp.strict_pk)
                                     for name in self.eval_kinds})
 
-    def setup(self, stage: str) -> None:
-        if self.hparams.metrics == "auto":  # the dataset decides which metrics its published results use
-            family = metrics_for(self.trainer.datamodule)
-            if family != self.metric_family:
-                self.metric_family = family
-                self.val_metrics, self.test_pooled = self._metrics(), self._metrics()
+    def _choose_metrics(self) -> bool:
+        """With metrics "auto", the dataset decides which metrics its published results use; True if changed."""
+        if self.hparams.metrics != "auto" or metrics_for(self.trainer.datamodule) == self.metric_family:
+            return False
+        self.metric_family = metrics_for(self.trainer.datamodule)
+        self.val_metrics, self.test_pooled = self._metrics().to(self.device), self._metrics().to(self.device)
+        return True
 
     def eval_resolution(self) -> str:
         chosen = self.hparams.eval_resolution
@@ -226,6 +227,7 @@ class SamAdaptModule(L.LightningModule):
             self._ema_scope.enter_context(self.ema.applied())
 
     def on_validation_epoch_start(self) -> None:
+        self._choose_metrics()
         self._use_ema_weights()
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -236,8 +238,9 @@ class SamAdaptModule(L.LightningModule):
         self._ema_scope.close()
 
     def on_test_epoch_start(self) -> None:
+        changed = self._choose_metrics()
         names = list(getattr(self.trainer.datamodule, "test_split_names", None) or ["test"])
-        if len(names) != len(self.test_metrics) or names != self.test_split_names:
+        if changed or len(names) != len(self.test_metrics) or names != self.test_split_names:
             self.test_split_names = names
             self.test_metrics = torch.nn.ModuleList([self._metrics() for _ in names]).to(self.device)
         self._use_ema_weights()

@@ -94,14 +94,16 @@ def test_test_run_logs_and_reports_every_split(tiny_sam_checkpoint, shapes_root,
 def test_cod_runs_report_sod_measures_and_semantic_runs_class_iou(tiny_sam_checkpoint, tiny_layouts, tmp_path):
     cod = Cod10kDataModule(tiny_layouts["data_modules.Cod10kDataModule"], image_size=TEST_SIZE, eval_batch_size=2)
     trainer = quiet_trainer(tmp_path / "cod")
-    trainer.test(tiny_module(tiny_sam_checkpoint, eval_prompts="none"), cod)
+    module = tiny_module(tiny_sam_checkpoint)
+    trainer.test(module, cod)
     for key in ("test/MAE", "test/Sm", "test/wFm", "test/meanEm", "test/maxEm", "test/adpEm", "test/maxFm",
                 "test/oIoU"):
         assert key in trainer.callback_metrics
     ade = Ade20kDataModule(tiny_layouts["data_modules.Ade20kDataModule"], image_size=TEST_SIZE, eval_batch_size=4)
     trainer = quiet_trainer(tmp_path / "ade")
-    trainer.test(tiny_module(tiny_sam_checkpoint), ade)
+    trainer.test(module, ade)  # the same module on another dataset switches to that dataset's metrics
     assert {"test/classIoU", "test/objectIoU"} <= set(trainer.callback_metrics)
+    assert "test/Sm" not in trainer.callback_metrics
     report = json.loads((tmp_path / "ade" / "test_metrics.json").read_text())
     per_class = report["details"]["classIoU_per_class"]["val/points"]
     assert per_class and report["results"][0]["classIoU"] == pytest.approx(np.mean(list(per_class.values())))
