@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -146,6 +147,10 @@ class EvalMetrics(torch.nn.Module):
                 out.update(extra.compute())
         return out
 
+    def per_sample(self) -> list[dict]:
+        """Intersection, union and IoU of every sample (all processes). Collective: call on every process."""
+        return self.referring.per_sample()
+
     def details(self) -> dict:
         """What does not fit a scalar log: the IoU of every class (semantic family)."""
         return {"classIoU_per_class": self.semantic.per_class()} if self.semantic is not None else {}
@@ -173,10 +178,26 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(directory: str | Path, rows: list[dict], settings: dict, details: dict) -> tuple[Path, Path]:
-    """Write <dir>/test_metrics.json and test_metrics.md atomically; returns both paths."""
+def write_per_sample(path: Path, samples: list[dict]) -> None:
+    """CSV, one line per (split, prompts, sample): intersection, union, IoU at the evaluation resolution."""
+    columns = ["split", "prompts", "sample_id", "intersection", "union", "IoU"]
+
+    def write(tmp):
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(samples)
+
+    atomic_write(path, write)
+
+
+def write_report(directory: str | Path, rows: list[dict], settings: dict, details: dict,
+                 per_sample: list[dict] | None = None) -> tuple[Path, Path]:
+    """Write <dir>/test_metrics.json and test_metrics.md (and test_per_sample.csv) atomically."""
     directory = Path(directory)
     json_path, md_path = directory / f"{REPORT_NAME}.json", directory / f"{REPORT_NAME}.md"
+    if per_sample is not None:
+        write_per_sample(directory / "test_per_sample.csv", per_sample)
     atomic_write_json({"results": rows, "settings": settings, "details": details}, json_path)
     settings_line = ", ".join(f"{k}={v}" for k, v in settings.items())
     text = f"# Test results\n\n{markdown_table(rows)}\nSettings: {settings_line}\n"

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
@@ -48,7 +49,7 @@ class SampleRecords(Metric):
         super().__init__(**kwargs)
         # Flat 1-D float64 chunks: processes with different numbers of samples gather without trouble.
         self.add_state("records", [], dist_reduce_fx="cat")
-        self._seen: set[float] = set()
+        self._ids: dict[float, str] = {}  # key -> sample id, of this process's samples
 
     @property
     def dtype(self) -> torch.dtype:
@@ -64,10 +65,10 @@ class SampleRecords(Metric):
         keys = []
         for sid in sample_ids:
             key = sample_key(sid)
-            if key in self._seen:
+            if key in self._ids:
                 raise SamAdaptError(f"sample id {sid!r} was evaluated twice in one split; sample ids must be "
                                     "unique within a split, or the sample would be counted twice.")
-            self._seen.add(key)
+            self._ids[key] = str(sid)
             keys.append(key)
         return torch.tensor(keys, dtype=torch.float64)
 
@@ -76,21 +77,35 @@ class SampleRecords(Metric):
         keys = self._keys(sample_ids, rows.shape[0]).to(rows.device)
         self.records.append(torch.cat([keys[:, None], rows], 1).flatten().to(self.device))
 
-    def table(self) -> torch.Tensor:
-        """(N, width) float64 rows of every distinct sample (all processes, after sync), in a fixed order."""
+    def keyed_table(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(keys (N,), rows (N, width)) of every distinct sample (all processes, after sync), in a fixed order."""
         if isinstance(self.records, list) and not self.records:
-            return torch.zeros(0, self.width, dtype=torch.float64)
+            return torch.zeros(0, dtype=torch.float64), torch.zeros(0, self.width, dtype=torch.float64)
         flat = dim_zero_cat(self.records).double().cpu()
         rows = flat.reshape(-1, self.width + 1)
         keys = rows[:, 0].numpy()
         named = np.flatnonzero(keys != ANONYMOUS)
         _, first = np.unique(keys[named], return_index=True)  # first copy of each key, in key order
-        keep = np.concatenate([named[first], np.flatnonzero(keys == ANONYMOUS)])
-        return rows[torch.from_numpy(keep), 1:]
+        keep = torch.from_numpy(np.concatenate([named[first], np.flatnonzero(keys == ANONYMOUS)]))
+        return rows[keep, 0], rows[keep, 1:]
+
+    def table(self) -> torch.Tensor:
+        """(N, width) float64 rows of every distinct sample (all processes, after sync), in a fixed order."""
+        return self.keyed_table()[1]
+
+    def sample_ids(self) -> dict[float, str]:
+        """key -> sample id for the samples of every process. A collective: call it on every process."""
+        ids = dict(self._ids)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            gathered: list = [None] * dist.get_world_size()
+            dist.all_gather_object(gathered, self._ids)
+            for part in gathered:
+                ids.update(part)
+        return ids
 
     def reset(self) -> None:
         super().reset()
-        self._seen = set()
+        self._ids = {}
 
 
 def intersection_union(
@@ -147,6 +162,15 @@ class ReferringMetrics(SampleRecords):
                ignore: torch.Tensor | None = None) -> None:
         inter, union = intersection_union(pred, target, ignore)
         self._add(torch.stack([inter, union], 1), sample_ids)
+
+    def per_sample(self) -> list[dict]:
+        """{"sample_id", "intersection", "union", "IoU"} per distinct sample. Collective: call on every process."""
+        with self.sync_context():  # the records of every process, as compute() sees them
+            keys, table = self.keyed_table()
+        ids = self.sample_ids()
+        ious = iou_of(table[:, 0], table[:, 1])
+        return [{"sample_id": ids.get(float(k), ""), "intersection": int(r[0]), "union": int(r[1]), "IoU": float(i)}
+                for k, r, i in zip(keys.tolist(), table, ious.tolist(), strict=True)]
 
     def compute(self) -> dict[str, torch.Tensor]:
         table = self.table()

@@ -208,8 +208,9 @@ class SamAdaptModule(L.LightningModule):
             for metrics in metric_sets:
                 metrics[name].update(samples, key_prefix)
 
-    def _log_metrics(self, prefix: str, metrics: torch.nn.ModuleDict) -> list[dict]:
-        """Log and reset; returns one report row per prompt combination (values and per-class details)."""
+    def _log_metrics(self, prefix: str, metrics: torch.nn.ModuleDict, per_sample: bool = False) -> list[dict]:
+        """Log and reset; returns one report row per prompt combination (values, per-class details and, with
+        per_sample, every sample's IoU: a collective, so every process calls it)."""
         rows = []
         for i, (name, metric) in enumerate(metrics.items()):
             values = metric.compute()
@@ -218,6 +219,8 @@ class SamAdaptModule(L.LightningModule):
             if len(metrics) > 1:
                 self.log_dict({f"{prefix}/{name}/{k}": v for k, v in values.items()}, add_dataloader_idx=False)
             rows.append({"prompts": name, **{k: float(v) for k, v in values.items()}, **metric.details()})
+            if per_sample:
+                rows[-1]["per_sample"] = metric.per_sample()
             metric.reset()
         return rows
 
@@ -252,7 +255,7 @@ class SamAdaptModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         rows = []
         for name, metrics in zip(self.test_split_names, self.test_metrics, strict=True):
-            rows += [{"split": name, **row} for row in self._log_metrics(f"test/{name}", metrics)]
+            rows += [{"split": name, **row} for row in self._log_metrics(f"test/{name}", metrics, per_sample=True)]
         if len(self.test_split_names) > 1:
             rows += [{"split": "all", **row} for row in self._log_metrics("test", self.test_pooled)]
         else:  # one split: test/<metric> is that split's numbers
@@ -266,10 +269,12 @@ class SamAdaptModule(L.LightningModule):
         """test_metrics.json / .md in the run folder (the first logger's version folder)."""
         details = {f"{r['split']}/{r['prompts']}": r.pop("classIoU_per_class") for r in rows
                    if "classIoU_per_class" in r}
+        per_sample = [{"split": r["split"], "prompts": r["prompts"], **s, "sample_id": s["sample_id"].split("/", 1)[-1]}
+                      for r in rows for s in r.pop("per_sample", [])]  # ids carry "<split>/": see test_step
         hp = self.hparams
         settings = {"metrics": self.metric_family, "eval_resolution": self.eval_resolution(),
                     "threshold": hp.threshold, "threshold_on": hp.threshold_on, "strict_pk": hp.strict_pk}
-        write_report(folder, rows, settings, {"classIoU_per_class": details} if details else {})
+        write_report(folder, rows, settings, {"classIoU_per_class": details} if details else {}, per_sample)
 
     def on_predict_epoch_start(self) -> None:
         self._use_ema_weights()

@@ -1,5 +1,6 @@
 """The evaluation protocol: original resolution, threshold semantics, metric families, the test report."""
 
+import csv
 import json
 
 import lightning as L
@@ -87,6 +88,12 @@ def test_test_run_logs_and_reports_every_split(tiny_sam_checkpoint, shapes_root,
     assert rows["all"]["mIoU"] == pytest.approx(logged["test/mIoU"].item())
     assert report["settings"] == {"metrics": "referring", "eval_resolution": "original", "threshold": 0.35,
                                   "threshold_on": "probs", "strict_pk": True}
+    with open(tmp_path / "test_per_sample.csv") as f:
+        per_sample = list(csv.DictReader(f))
+    assert len(per_sample) == 10 and {r["split"] for r in per_sample} == {"testA", "testB"}
+    ious = [float(r["IoU"]) for r in per_sample if r["split"] == "testA"]
+    assert np.mean(ious) == pytest.approx(rows["testA"]["mIoU"], abs=1e-6)
+    assert all("/" not in r["sample_id"] and r["sample_id"] for r in per_sample)
     table = (tmp_path / "test_metrics.md").read_text()
     assert "| split | prompts | oIoU |" in table and "| testB | points |" in table
 

@@ -23,13 +23,15 @@ def run_test(checkpoint, shapes_root, root, devices: int) -> dict:
                         default_root_dir=str(root))
     # the SOD family also carries the referring metrics: both kinds of records cross the processes
     trainer.test(tiny_module(checkpoint, metrics="sod"), dm)
-    return {(r["split"], k): v for r in json.loads((root / "test_metrics.json").read_text())["results"]
-            for k, v in r.items() if isinstance(v, float)}
+    values = {(r["split"], k): v for r in json.loads((root / "test_metrics.json").read_text())["results"]
+              for k, v in r.items() if isinstance(v, float)}
+    return values, sorted((root / "test_per_sample.csv").read_text().splitlines())
 
 
 def test_two_processes_equal_one_process(tiny_sam_checkpoint, shapes_root, tmp_path):
-    single = run_test(tiny_sam_checkpoint, shapes_root, tmp_path / "one", devices=1)
-    double = run_test(tiny_sam_checkpoint, shapes_root, tmp_path / "two", devices=2)
+    single, single_samples = run_test(tiny_sam_checkpoint, shapes_root, tmp_path / "one", devices=1)
+    double, double_samples = run_test(tiny_sam_checkpoint, shapes_root, tmp_path / "two", devices=2)
+    assert double_samples == single_samples and len(single_samples) == 1 + 10  # header + 5 per split, ids resolved
     assert set(double) == set(single) and ("all", "oIoU") in single and ("testB", "Sm") in single
     for key, value in single.items():
         if key[1] in ("oIoU", "mIoU") or key[1].startswith("P@"):
