@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="binarise predictions where value/255 > threshold (default 0.5; DIT uses 0.35)")
     parser.add_argument("--inclusive-pk", action="store_true", help="P@k counts IoU >= k (LAVT) instead of > k")
     parser.add_argument("--no-minmax", action="store_true",
-                        help="SOD measures on the raw maps instead of min-max normalised ones (PySODMetrics default)")
+                        help="SOD measures on the raw maps (default: min-max normalised per image, as PySODMetrics)")
     parser.add_argument("--pred-01", action="store_true", help="predictions are 0/1 masks (default: 0..255 maps)")
     parser.add_argument("--classes", help='semantic: JSON {"<stem>": <class id>} (default: stems end in _c<id>)')
     parser.add_argument("--out", help="also write the JSON report to this file")
