@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 from .augment import PhotometricAugment
 from .images import LoadReport, binary_from_label, check_same_size, read_label, read_rgb
 from .prompts import PointStrategy, letterboxed_prompts
-from .transforms import image_key, letterbox, letterbox_mask, swap_left_right
+from .transforms import image_key, letterbox, letterbox_mask, original_target, swap_left_right
 
 
 @dataclass(frozen=True)
@@ -131,6 +131,8 @@ class BinarySegDataset(Dataset):
         }
         sample["ignore"] = ignore_lb if ignore_lb is not None else torch.zeros(1, opt.image_size, opt.image_size,
                                                                                dtype=torch.bool)
+        if not self.train:  # metrics at the original resolution compare against this
+            sample["orig_mask"] = original_target(mask, ignore)
         return sample
 
 

@@ -11,7 +11,8 @@ def collate_prompted(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack tensors; pad points to the largest K with (0, 0) and label -1 (SAM's "not a point").
 
     Optional keys: "class_id" (int, -1 when a sample has none) and "ignore" ((1,S,S) bool, all False when a
-    sample has none) are batched when any sample carries them.
+    sample has none) are batched when any sample carries them; "orig_mask" (evaluation samples: the target at
+    the original size, (H, W) uint8, 255 = ignore) stays a list.
     """
     if not samples:
         raise ValueError("cannot collate an empty list of samples")
@@ -37,6 +38,8 @@ def collate_prompted(samples: list[dict[str, Any]]) -> dict[str, Any]:
         batch["image_key"] = [s.get("image_key") for s in samples]
     if any("class_id" in s for s in samples):
         batch["class_id"] = torch.tensor([int(s.get("class_id", -1)) for s in samples], dtype=torch.long)
+    if any("orig_mask" in s for s in samples):  # (H, W) uint8 of each sample's own size: a list, not stacked
+        batch["orig_mask"] = [s.get("orig_mask") for s in samples]
     if any("ignore" in s for s in samples):
         blank = torch.zeros_like(samples[0]["mask"], dtype=torch.bool)
         batch["ignore"] = torch.stack([s.get("ignore", blank) for s in samples])

@@ -19,7 +19,7 @@ from samadapt.errors import MissingFileError, SamAdaptError
 
 from .prompts import letterboxed_prompts
 from .safe_pickle import load_refs, resolve_refs_path
-from .transforms import ColorJitter, image_key, letterbox
+from .transforms import ColorJitter, image_key, letterbox, original_target
 from .transforms import hflip as hflip_sample
 
 log = logging.getLogger(__name__)
@@ -196,7 +196,7 @@ class RefCocoDataset(Dataset):
         jitter = self.box_jitter if self.train else 0.0
         points, labels, box = letterboxed_prompts(lb.mask[0], mask, lb.scale, lb.content_hw, self.num_points, jitter,
                                                   gen)
-        return {
+        sample = {
             "image": lb.image,
             "mask": lb.mask,
             "points": points,
@@ -208,3 +208,6 @@ class RefCocoDataset(Dataset):
             "image_key": image_key(self.coco.imgs[ref["image_id"]]["file_name"], self.image_size, flipped,
                                    self.color_jitter is not None),
         }
+        if not self.train:  # metrics at the original resolution compare against this
+            sample["orig_mask"] = original_target(mask)
+        return sample

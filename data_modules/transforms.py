@@ -70,6 +70,14 @@ def letterbox_mask(mask: np.ndarray, size: int) -> torch.Tensor:
     return out
 
 
+def original_target(mask: np.ndarray, ignore: np.ndarray | None = None) -> torch.Tensor:
+    """The evaluation target at the original size: (H, W) uint8, 1 = object, 0 = background, 255 = ignore."""
+    out = torch.from_numpy(np.ascontiguousarray(mask > 0).astype(np.uint8))
+    if ignore is not None:
+        out[torch.from_numpy(np.ascontiguousarray(ignore, dtype=bool))] = 255
+    return out
+
+
 def unletterbox(pred: torch.Tensor, orig_hw: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
     """Undo the letterbox of a (..., S, S) prediction: crop the content area, resize to the original (H, W).
 

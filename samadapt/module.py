@@ -11,8 +11,16 @@ import torch
 
 from samadapt.ema import EMA
 from samadapt.errors import SamAdaptError
+from samadapt.evaluation import (
+    EvalMetrics,
+    check_family,
+    check_threshold,
+    eval_samples,
+    metrics_for,
+    probability_threshold,
+    write_report,
+)
 from samadapt.losses import SegmentationLoss
-from samadapt.metrics import ReferringMetrics
 from samadapt.model import SamAdaptModel, parse_prompt_kinds
 from samadapt.scale import LrScaling, global_batch_accumulation, scaled_lr, shard_for_full_finetune
 
@@ -42,10 +50,13 @@ class SamAdaptModule(L.LightningModule):
         warmup_epochs: float = 0.0,
         ema_decay: float | None = None,
         threshold: float = 0.5,
+        threshold_on: Literal["probs", "logits"] = "probs",
         strict_pk: bool = True,
         global_batch_size: int | None = None,
         lr_scaling: LrScaling = "none",
         lr_reference_batch: int | None = None,
+        metrics: Literal["auto", "referring", "sod", "semantic"] = "auto",
+        eval_resolution: Literal["auto", "original", "model"] = "auto",
     ) -> None:
         """
         Args:
@@ -63,12 +74,18 @@ class SamAdaptModule(L.LightningModule):
             optimizer, lr, betas, weight_decay: Adam(W) over the trainable parameters only.
             scheduler, warmup_steps / warmup_epochs: linear warm-up, then constant or cosine to zero.
             ema_decay: keep an EMA of the trainable weights and evaluate with it (DIT: 0.999 or so).
-            threshold: probability above which a pixel is foreground (DIT evaluates at 0.35).
+            threshold / threshold_on: a pixel is foreground when sigmoid(logit) > threshold ("probs"; DIT
+                evaluates at 0.35) or logit > threshold ("logits"; SAM's 0, the same masks as probs 0.5).
             strict_pk: P@k counts IoU > k (published DIT code) or >= k (LAVT) when False.
             global_batch_size: the recipe's global batch; gradient accumulation is set so that batch per device
                 x devices x nodes x accumulation equals it, whatever the hardware (an error says what to change).
             lr_scaling / lr_reference_batch: scale lr from the batch it was tuned at to the global batch used
                 ("linear" or "sqrt"); "none" keeps lr as given.
+            metrics: "referring" (oIoU, mIoU, P@k), "sod" (those + MAE, S/E/weighted-F/F-measure), "semantic"
+                (those + classIoU, objectIoU); "auto" follows the DataModule (see samadapt/evaluation.py).
+            eval_resolution: "original" (predictions resized back to each image's size, compared with the
+                original target, as published evaluations do), "model" (letterboxed frame, fast) or "auto"
+                (model for validation while fitting, original for test / validate / predict).
         """
         super().__init__()
         self.save_hyperparameters()
@@ -85,6 +102,10 @@ class SamAdaptModule(L.LightningModule):
         if any(w < 0 for w in self.train_prompts.values()) or sum(self.train_prompts.values()) <= 0:
             raise SamAdaptError(f"train_prompts weights must be >= 0 with a positive sum, got {self.train_prompts}")
         self.loss = SegmentationLoss(loss_weights or {"bce": 1.0, "dice": 1.0, "iou": 1.0})
+        check_threshold(threshold, threshold_on)
+        if eval_resolution not in ("auto", "original", "model"):
+            raise SamAdaptError(f"eval_resolution must be auto, original or model, got {eval_resolution!r}")
+        self.metric_family = "referring" if metrics == "auto" else check_family(metrics)
         self.val_metrics = self._metrics()
         self.test_metrics = torch.nn.ModuleList()
         self.test_pooled = self._metrics()  # every test split together
@@ -94,7 +115,24 @@ class SamAdaptModule(L.LightningModule):
         self._prompt_rng = random.Random(0)
 
     def _metrics(self) -> torch.nn.ModuleDict:
-        return torch.nn.ModuleDict({name: ReferringMetrics(strict=self.hparams.strict_pk) for name in self.eval_kinds})
+        hp = self.hparams
+        return torch.nn.ModuleDict({name: EvalMetrics(self.metric_family, hp.threshold, hp.threshold_on, hp.strict_pk)
+                                    for name in self.eval_kinds})
+
+    def _choose_metrics(self) -> bool:
+        """With metrics "auto", the dataset decides which metrics its published results use; True if changed."""
+        if self.hparams.metrics != "auto" or metrics_for(self.trainer.datamodule) == self.metric_family:
+            return False
+        self.metric_family = metrics_for(self.trainer.datamodule)
+        self.val_metrics, self.test_pooled = self._metrics().to(self.device), self._metrics().to(self.device)
+        return True
+
+    def eval_resolution(self) -> str:
+        chosen = self.hparams.eval_resolution
+        if chosen != "auto":
+            return chosen
+        fitting = self._trainer is not None and self.trainer.state.fn == "fit"
+        return "model" if fitting else "original"
 
     # ---- parameters and checkpoints ----------------------------------------------------------
     def parameter_counts(self) -> dict[str, int]:
@@ -194,22 +232,29 @@ class SamAdaptModule(L.LightningModule):
             valid[i, :, : int(h * scale + 0.5), : int(w * scale + 0.5)] = True
         return probs, valid
 
-    def _evaluate(self, batch: dict, *metric_sets: torch.nn.ModuleDict) -> None:
-        target = batch["mask"] > 0.5
+    def _evaluate(self, batch: dict, *metric_sets: torch.nn.ModuleDict, key_prefix: str = "") -> None:
+        resolution = self.eval_resolution()
         for name in self.eval_kinds:
-            probs, valid = self.predict_masks(batch, name)
-            pred = (probs > self.hparams.threshold) & valid
+            low_res, _ = self(batch, name)
+            samples = eval_samples(self.model.upsample(low_res), batch, resolution)
             for metrics in metric_sets:
-                metrics[name].update(pred[:, 0], (target & valid)[:, 0])
+                metrics[name].update(samples, key_prefix)
 
-    def _log_metrics(self, prefix: str, metrics: torch.nn.ModuleDict) -> None:
+    def _log_metrics(self, prefix: str, metrics: torch.nn.ModuleDict, per_sample: bool = False) -> list[dict]:
+        """Log and reset; returns one report row per prompt combination (values, per-class details and, with
+        per_sample, every sample's IoU: a collective, so every process calls it)."""
+        rows = []
         for i, (name, metric) in enumerate(metrics.items()):
             values = metric.compute()
             if i == 0:  # the first prompt combination is the headline number (and what checkpoints monitor)
                 self.log_dict({f"{prefix}/{k}": v for k, v in values.items()}, add_dataloader_idx=False)
             if len(metrics) > 1:
                 self.log_dict({f"{prefix}/{name}/{k}": v for k, v in values.items()}, add_dataloader_idx=False)
+            rows.append({"prompts": name, **{k: float(v) for k, v in values.items()}, **metric.details()})
+            if per_sample:
+                rows[-1]["per_sample"] = metric.per_sample()
             metric.reset()
+        return rows
 
     def _use_ema_weights(self) -> None:
         """Evaluate with the EMA weights until the epoch's end hook closes the scope (no-op without EMA)."""
@@ -217,6 +262,7 @@ class SamAdaptModule(L.LightningModule):
             self._ema_scope.enter_context(self.ema.applied())
 
     def on_validation_epoch_start(self) -> None:
+        self._choose_metrics()
         self._use_ema_weights()
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -227,20 +273,40 @@ class SamAdaptModule(L.LightningModule):
         self._ema_scope.close()
 
     def on_test_epoch_start(self) -> None:
+        changed = self._choose_metrics()
         names = list(getattr(self.trainer.datamodule, "test_split_names", None) or ["test"])
-        if len(names) != len(self.test_metrics) or names != self.test_split_names:
+        if changed or len(names) != len(self.test_metrics) or names != self.test_split_names:
             self.test_split_names = names
             self.test_metrics = torch.nn.ModuleList([self._metrics() for _ in names]).to(self.device)
         self._use_ema_weights()
 
     def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._evaluate(batch, self.test_metrics[dataloader_idx], self.test_pooled)
+        split = self.test_split_names[dataloader_idx]
+        self._evaluate(batch, self.test_metrics[dataloader_idx], self.test_pooled, key_prefix=f"{split}/")
 
     def on_test_epoch_end(self) -> None:
+        rows = []
         for name, metrics in zip(self.test_split_names, self.test_metrics, strict=True):
-            self._log_metrics(f"test/{name}", metrics)
-        self._log_metrics("test", self.test_pooled)
+            rows += [{"split": name, **row} for row in self._log_metrics(f"test/{name}", metrics, per_sample=True)]
+        if len(self.test_split_names) > 1:
+            rows += [{"split": "all", **row} for row in self._log_metrics("test", self.test_pooled)]
+        else:  # one split: test/<metric> is that split's numbers
+            self._log_metrics("test", self.test_pooled)
         self._ema_scope.close()
+        folder = self.trainer.log_dir or self.trainer.default_root_dir  # log_dir broadcasts: every process asks
+        if self.trainer.is_global_zero:
+            self._write_test_report(rows, folder)
+
+    def _write_test_report(self, rows: list[dict], folder: str) -> None:
+        """test_metrics.json / .md in the run folder (the first logger's version folder)."""
+        details = {f"{r['split']}/{r['prompts']}": r.pop("classIoU_per_class") for r in rows
+                   if "classIoU_per_class" in r}
+        per_sample = [{"split": r["split"], "prompts": r["prompts"], **s, "sample_id": s["sample_id"].split("/", 1)[-1]}
+                      for r in rows for s in r.pop("per_sample", [])]  # ids carry "<split>/": see test_step
+        hp = self.hparams
+        settings = {"metrics": self.metric_family, "eval_resolution": self.eval_resolution(),
+                    "threshold": hp.threshold, "threshold_on": hp.threshold_on, "strict_pk": hp.strict_pk}
+        write_report(folder, rows, settings, {"classIoU_per_class": details} if details else {}, per_sample)
 
     def on_predict_epoch_start(self) -> None:
         self._use_ema_weights()
@@ -250,7 +316,8 @@ class SamAdaptModule(L.LightningModule):
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         probs, valid = self.predict_masks(batch)
-        return {"sample_id": batch["sample_id"], "probs": probs, "mask": (probs > self.hparams.threshold) & valid}
+        cut = probability_threshold(self.hparams.threshold, self.hparams.threshold_on)
+        return {"sample_id": batch["sample_id"], "probs": probs, "mask": (probs > cut) & valid}
 
     # ---- optimisation ------------------------------------------------------------------------
     def configure_optimizers(self):

@@ -1,5 +1,6 @@
 """The command contract: every experiment file runs, overrides work, missing things end in one clear message."""
 
+import json
 import os
 import subprocess
 import sys
@@ -72,6 +73,8 @@ def test_fit_then_test_from_checkpoint_with_overrides(tiny_sam_checkpoint, shape
     ckpt = next((tmp_path / "out").rglob("last.ckpt"))
     assert ckpt.stat().st_size < 5_000_000  # trainable weights only, not the frozen SAM and text encoder
     main(["test", *args, f"--ckpt_path={ckpt}"])
+    report = json.loads((tmp_path / "out" / "test_metrics.json").read_text())  # the run folder's test report
+    assert report["results"][0]["split"] == "testA" and report["settings"]["eval_resolution"] == "original"
 
 
 def run_shell(*args, cwd=REPO):

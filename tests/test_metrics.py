@@ -9,7 +9,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from samadapt.metrics import ReferringMetrics, threshold_key
+from samadapt.errors import SamAdaptError
+from samadapt.metrics import ReferringMetrics, per_sample_iou, threshold_key
 
 
 def masks_with(inter: int, pred_only: int, target_only: int, size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,14 +105,15 @@ def test_merged_process_states_equal_one_metric_over_all_samples():
     assert not torch.allclose(mean_of_parts, expected["oIoU"])
 
 
-def test_manual_state_sum_matches_merge():
+def test_records_are_per_sample_and_split_level_values_are_sums():
     pred, target = random_samples(6, seed=2)
-    a, b, whole = ReferringMetrics(), ReferringMetrics(), ReferringMetrics()
-    a.update(pred[:3], target[:3])
-    b.update(pred[3:], target[3:])
-    whole.update(pred, target)
-    for name in ("intersection", "union", "iou_sum", "count", "hits"):
-        assert torch.equal(getattr(a, name) + getattr(b, name), getattr(whole, name))
+    metric = ReferringMetrics()
+    metric.update(pred, target, sample_ids=[f"s{i}" for i in range(6)])
+    table = metric.table()
+    inter, union, _ = per_sample_iou(pred, target)
+    assert table.shape == (6, 2)
+    assert sorted(table[:, 0].tolist()) == sorted(inter.double().tolist())
+    assert metric.compute()["oIoU"].item() == pytest.approx(inter.sum().item() / union.sum().item())
 
 
 def test_threshold_keys_and_input_checks():
@@ -133,26 +135,54 @@ def test_no_samples_gives_zeros_and_reset_clears():
     assert metric.compute()["mIoU"].item() == pytest.approx(0.5)
 
 
-def _two_process_worker(rank: int, init_file: str, result_file: str) -> None:
+def test_sample_evaluated_twice_in_one_process_is_an_error_and_reset_forgets():
+    pred, target = masks_with(1, 1, 0)
+    metric = ReferringMetrics()
+    metric.update(pred, target, ["ref1_s1"])
+    with pytest.raises(SamAdaptError, match="ref1_s1"):
+        metric.update(pred, target, ["ref1_s1"])
+    metric.reset()
+    metric.update(pred, target, ["ref1_s1"])  # a new evaluation round
+
+
+def test_ignore_pixels_count_for_neither_side():
+    pred, target = masks_with(2, 2, 0)
+    ignore = torch.zeros_like(pred)
+    ignore[..., 2:4] = True
+    metric = ReferringMetrics()
+    metric.update(pred, target, ignore=ignore)
+    assert metric.compute()["mIoU"].item() == 1.0
+
+
+def _two_process_worker(rank: int, init_file: str, result_file: str, share: str) -> None:
     torch.set_num_threads(1)  # stay out of the parent's OpenMP pool after fork
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:
         pred, target = random_samples(7, seed=3)
-        share = slice(0, 2) if rank == 0 else slice(2, 7)  # unequal shares, as at the end of a split
+        ids = [f"s{i}" for i in range(7)]
+        if share == "unequal":  # unequal shares, as at the end of a split
+            mine = range(0, 2) if rank == 0 else range(2, 7)
+        elif share == "padded":  # DistributedSampler: 7 samples -> 4 each, rank 1 repeats sample 0
+            mine = [0, 2, 4, 6] if rank == 0 else [1, 3, 5, 0]
+        else:  # "empty": rank 1 gets nothing at all
+            mine = range(7) if rank == 0 else []
         metric = ReferringMetrics()
-        metric.update(pred[share], target[share])
-        out = metric.compute()  # all-reduces the summed states
+        for i in mine:
+            metric.update(pred[i:i + 1], target[i:i + 1], [ids[i]])
+        out = metric.compute()  # gathers the records of both processes
         if rank == 0:
             torch.save(out, result_file)
     finally:
         dist.destroy_process_group()
 
 
-def test_all_reduce_over_two_processes_is_exact(tmp_path):
+@pytest.mark.parametrize("share", ["unequal", "padded", "empty"])
+def test_all_reduce_over_two_processes_is_exact(tmp_path, share):
     result_file = str(tmp_path / "result.pt")
     # fork: spawn would cost ~10 s of imports in the children; the deadline turns a hang into a failure.
     context = mp.start_processes(
-        _two_process_worker, args=(str(tmp_path / "init"), result_file), nprocs=2, join=False, start_method="fork"
+        _two_process_worker, args=(str(tmp_path / "init"), result_file, share), nprocs=2, join=False,
+        start_method="fork",
     )
     deadline = time.monotonic() + 120
     while not context.join(timeout=5):  # join() returns True once every process has ended
@@ -164,4 +194,4 @@ def test_all_reduce_over_two_processes_is_exact(tmp_path):
     single = ReferringMetrics()
     single.update(*random_samples(7, seed=3))
     expected = single.compute()
-    assert all(torch.allclose(synced[k], expected[k]) for k in expected)
+    assert all(torch.equal(synced[k], expected[k]) for k in expected)
