@@ -22,6 +22,17 @@ class SamAdaptCLI(LightningCLI):
             **kwargs,
         )
 
+    def before_fit(self) -> None:
+        """`--ckpt_path last`: resume from the newest last.ckpt of this configuration, or start afresh."""
+        config = self.config_init[self.subcommand]
+        if config.get("ckpt_path") == "last":
+            from samadapt.resume import find_last_checkpoint
+
+            found = find_last_checkpoint(self.trainer, self.model, self.datamodule)
+            print(f"samadapt: resuming from {found}" if found else
+                  "samadapt: no last.ckpt of this configuration yet: training from the start", file=sys.stderr)
+            config["ckpt_path"] = found
+
 
 def _synth(argv: list[str]) -> None:
     from data_modules.synth import main

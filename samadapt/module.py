@@ -102,6 +102,11 @@ class SamAdaptModule(L.LightningModule):
             logger.log_hyperparams({**counts, "trainable_modules": self.model.trainable})
         self._prompt_rng = random.Random(self.trainer.global_rank + 1000 * (self.trainer.current_epoch + 1))
 
+    def configure_callbacks(self) -> list[L.Callback]:
+        from samadapt.resume import ExactResume  # random states in checkpoints, for exact resume
+
+        return [ExactResume()]
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # The frozen base is rebuilt from hparams["sam_checkpoint"]; keep megabytes, not the whole SAM.
         keep = {"model." + k for k in self.model.trainable_state_dict()}
@@ -147,7 +152,9 @@ class SamAdaptModule(L.LightningModule):
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=bs)
         return loss
 
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # Here, not in on_train_batch_end: checkpoints saved at this step's batch end must include this update.
         if self.ema is not None:
             self.ema.update()
 
