@@ -6,6 +6,8 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from samadapt.errors import SamAdaptError
+
 from .collate import collate_prompted
 from .resumable import EvalShardSampler, ResumableDataLoader, ResumableSampler, SeededDataset
 
@@ -41,6 +43,10 @@ class PromptedSegDataModule(LightningDataModule):
     def _loader(self, ds: Dataset | None, batch_size: int, shuffle: bool, what: str) -> DataLoader:
         if ds is None:
             raise RuntimeError(f"{type(self).__name__}.setup() has not built the {what} set")
+        if len(ds) == 0:  # type: ignore[arg-type]
+            raise SamAdaptError(
+                f"the {what} set of {type(self).__name__} is empty (root {getattr(self, 'root', '?')}); check the "
+                "split names and that its files exist (`samadapt inspect-data` lists them).")
         world, rank = self._world()
         common = dict(
             batch_size=batch_size,

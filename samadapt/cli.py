@@ -2,6 +2,7 @@
 
 import os
 import sys
+import tempfile
 
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.cli import LightningCLI
@@ -23,7 +24,8 @@ class SamAdaptCLI(LightningCLI):
         )
 
     def before_fit(self) -> None:
-        """`--ckpt_path last`: resume from the newest last.ckpt of this configuration, or start afresh."""
+        """Output folders must be writable; `--ckpt_path last`: resume from this configuration's last.ckpt."""
+        check_output_folders(self.trainer)
         config = self.config_init[self.subcommand]
         if config.get("ckpt_path") == "last":
             from samadapt.resume import find_last_checkpoint
@@ -32,6 +34,20 @@ class SamAdaptCLI(LightningCLI):
             print(f"samadapt: resuming from {found}" if found else
                   "samadapt: no last.ckpt of this configuration yet: training from the start", file=sys.stderr)
             config["ckpt_path"] = found
+
+
+def check_output_folders(trainer) -> None:
+    """Stop before training if a folder the run writes to cannot be created or written (not after hours)."""
+    folders = {trainer.default_root_dir, *(lg.save_dir for lg in trainer.loggers if getattr(lg, "save_dir", None))}
+    folders |= {cb.dirpath for cb in trainer.checkpoint_callbacks if getattr(cb, "dirpath", None)}
+    for folder in sorted(str(f) for f in folders):
+        try:
+            os.makedirs(folder, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as err:
+            raise SamAdaptError(f"cannot write to output folder {folder} ({err.strerror}); choose another with "
+                                "--trainer.default_root_dir (and the logger's save_dir).") from None
 
 
 def _synth(argv: list[str]) -> None:
