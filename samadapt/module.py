@@ -145,6 +145,10 @@ class SamAdaptModule(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         start = time.perf_counter()
         loss, parts = self.step_loss(batch, self._draw_train_kinds(len(batch["text"])))
+        if self.trainer.world_size > 1:
+            # DDP waits for a gradient of every trainable parameter on every rank; a prompt mix can leave some
+            # unused in a batch (no text, no box): touch them all, so plain strategy=ddp neither fails nor hangs.
+            loss = loss + 0.0 * sum(p.sum() for p in self.parameters() if p.requires_grad)
         bs = batch["image"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         self.log_dict({f"train/{k}": v for k, v in parts.items()}, batch_size=bs)
