@@ -211,7 +211,10 @@ def text_module(tiny_sam_checkpoint, tiny_bert):
     return make_module(tiny_sam_checkpoint, "shallow_fusion", tiny_bert).eval()
 
 
-@pytest.mark.parametrize("text", ["", "x " * 5000, "la bouteille à gauche, 左边的瓶子 🍾"], ids=["empty", "10k", "non_ascii"])
+TEXTS = {"empty": "", "10k_chars": "x " * 5000, "non_ascii": "la bouteille à gauche, 左边的瓶子 🍾"}
+
+
+@pytest.mark.parametrize("text", list(TEXTS.values()), ids=list(TEXTS))
 def test_any_text_gives_a_prediction(text_module, shapes_root, text):
     """Empty text reaches the model as [CLS][SEP] only (no description); long text is cut at max_length tokens."""
     batch = tiny_batch(shapes_root, size=2)
