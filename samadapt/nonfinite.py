@@ -24,6 +24,12 @@ class NonFiniteLossError(SamAdaptError):
     """Training produced a NaN or Inf loss."""
 
 
+def describe(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    return str(value) if math.isinf(value) else "non-finite in another process"
+
+
 class NonFiniteLossGuard(L.Callback):
     def __init__(self, action: Literal["stop", "skip"] = "stop") -> None:
         if action not in ("stop", "skip"):
@@ -38,15 +44,19 @@ class NonFiniteLossGuard(L.Callback):
         self._sample_ids = [str(i) for i in ids]
 
     def on_before_backward(self, trainer, pl_module, loss: torch.Tensor) -> None:
-        if bool(torch.isfinite(loss.detach()).all()):
+        bad = not bool(torch.isfinite(loss.detach()).all())
+        if trainer.world_size > 1:  # every rank must stop (or skip) together, or the others wait forever
+            bad = trainer.strategy.reduce_boolean_decision(bad, all=False)
+        if not bad:
             return
         value = loss.detach().float().sum().item()
         where = (f"step {trainer.global_step} (epoch {trainer.current_epoch}, batch "
                  f"{trainer.fit_loop.epoch_loop.batch_idx}), samples {', '.join(self._sample_ids) or '?'}")
         if self.action == "stop":
-            last = getattr(trainer.checkpoint_callback, "last_model_path", "") or "none written yet"
+            saved = [getattr(cb, "last_model_path", "") for cb in trainer.checkpoint_callbacks]
+            last = next((path for path in saved if path), "none written yet")
             raise NonFiniteLossError(
-                f"loss is {'NaN' if math.isnan(value) else value} at {where}; the run stopped before updating the "
+                f"loss is {describe(value)} at {where}; the run stopped before updating the "
                 f"weights (last checkpoint: {last}). Lower model.lr, check those samples, or skip such batches "
                 "with the NonFiniteLossGuard callback's action: skip."
             )
