@@ -80,6 +80,14 @@ def _demo(argv: list[str]) -> None:
     main(argv)
 
 
+def one_line(err: SamAdaptError) -> str:
+    """The message itself, also when a DataLoader worker wrapped it in its traceback text."""
+    text = str(err)
+    if "Original Traceback" in text:  # "...\nsamadapt.errors.MissingFileError: image not found: ..."
+        text = text.strip().splitlines()[-1].split(": ", 1)[-1]
+    return text
+
+
 def finish_wandb() -> None:
     """Close the W&B run, if one is open, so the next run in this process starts its own."""
     wandb = sys.modules.get("wandb")
@@ -110,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
                       + ", ".join(f"{k} ({v[1]})" for k, v in EXTRA_VERBS.items()))
             SamAdaptCLI(args=None if from_shell else argv)
     except SamAdaptError as err:
-        print(f"samadapt: error: {err}", file=sys.stderr)
+        print(f"samadapt: error: {one_line(err)}", file=sys.stderr)
         sys.exit(2)
     finally:
         finish_wandb()

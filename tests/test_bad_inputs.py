@@ -87,6 +87,14 @@ def _shapes_case(damage):
     return prepare
 
 
+def _with_workers(prepare):
+    """The same case with 2 DataLoader worker processes (they re-raise errors wrapped in traceback text)."""
+    def with_workers(tmp, fx):
+        experiment, extra = prepare(tmp, fx)
+        return experiment, [*extra, "--data.init_args.num_workers=2"]
+    return with_workers
+
+
 def _refs_runs_code(root: Path) -> None:
     refs_runs_code(root / "shapes" / "refs(unc).p")
 
@@ -144,6 +152,8 @@ CASES = {
     "checkpoint_runs_code": (_checkpoint_case(lambda tmp, fx: runs_code(tmp / "evil.pth")),
                              ["evil.pth", "loading it would call", "do not load this file"]),
     "image_missing": (_shapes_case(remove_images), ["image not found", ".jpg", "samadapt synth"]),
+    "image_missing_read_by_worker": (_with_workers(_shapes_case(remove_images)), ["image not found", ".jpg"]),
+    "image_corrupt_read_by_worker": (_with_workers(_shapes_case(corrupt_images)), ["cannot read image", ".jpg"]),
     "image_corrupt": (_shapes_case(corrupt_images), ["cannot read image", ".jpg", "Re-download"]),
     "refs_pickle_runs_code": (_shapes_case(_refs_runs_code), ["refs(unc).p"]),
     "mask_wrong_size": (_folder_mask_wrong_size, ["mask", "is 13x10 but its image", "resize"]),
