@@ -7,6 +7,7 @@ must move the mask and the sentence together with the image.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 
 class PhotometricAugment:
@@ -37,4 +38,13 @@ class PhotometricAugment:
         self._t = A.Compose(steps) if steps else None
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        return image if self._t is None else self._t(image=image)["image"]
+        if self._t is None:
+            return image
+        reseed_from_torch(self._t)
+        return self._t(image=image)["image"]
+
+
+def reseed_from_torch(transform) -> None:
+    """Seed an albumentations transform from the torch RNG: its own generators are seeded from the OS otherwise,
+    so runs could not be repeated or resumed (the training loader seeds torch per sample)."""
+    transform.set_random_seed(int(torch.randint(0, 2**31 - 1, ())))

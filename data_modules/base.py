@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from samadapt.errors import SamAdaptError
+
 from .collate import collate_prompted
+from .resumable import EvalShardSampler, ResumableDataLoader, ResumableSampler, SeededDataset
 
 
 def take_first(ds: Dataset, n: int | None) -> Dataset:
@@ -26,18 +30,38 @@ class PromptedSegDataModule(LightningDataModule):
         self.test_sets: list[Dataset] = []
         self.test_split_names: list[str] = []
 
+    def _world(self) -> tuple[int, int]:
+        """(number of processes, this process's rank) of the attached trainer; (1, 0) without one."""
+        trainer = getattr(self, "trainer", None)
+        return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+
+    def _batches_done(self) -> int:
+        """Batches of the current epoch that training has consumed (saved in checkpoints for exact resume)."""
+        trainer = getattr(self, "trainer", None)
+        return trainer.fit_loop.epoch_loop.batch_progress.current.ready if trainer is not None else 0
+
     def _loader(self, ds: Dataset | None, batch_size: int, shuffle: bool, what: str) -> DataLoader:
         if ds is None:
             raise RuntimeError(f"{type(self).__name__}.setup() has not built the {what} set")
-        return DataLoader(
-            ds,
+        if len(ds) == 0:  # type: ignore[arg-type]
+            raise SamAdaptError(
+                f"the {what} set of {type(self).__name__} is empty (root {getattr(self, 'root', '?')}); check the "
+                "split names and that its files exist (`samadapt inspect-data` lists them).")
+        world, rank = self._world()
+        common = dict(
             batch_size=batch_size,
-            shuffle=shuffle,
-            drop_last=shuffle and len(ds) > batch_size,  # type: ignore[arg-type]
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             collate_fn=collate_prompted,
+            generator=torch.Generator(),  # worker seeds never consume the global RNG (exact resume)
         )
+        if shuffle:  # training: seeded order and per-sample randomness, position saved in checkpoints
+            seed = torch.initial_seed() + int(getattr(self, "seed", 0) or 0)
+            sampler = ResumableSampler(len(ds), seed, shuffle=True, num_replicas=world, rank=rank)  # type: ignore[arg-type]
+            return ResumableDataLoader(SeededDataset(ds), sampler=sampler, drop_last=len(sampler) > batch_size,
+                                       batches_done=self._batches_done, **common)
+        sampler = EvalShardSampler(len(ds), world, rank) if world > 1 else None  # type: ignore[arg-type]
+        return DataLoader(ds, sampler=sampler, shuffle=False, drop_last=False, **common)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, self.batch_size, True, "train")

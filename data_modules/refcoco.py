@@ -163,8 +163,11 @@ class RefCocoDataset(Dataset):
         path = self.paths["images"] / info["file_name"]
         if not path.is_file():
             raise MissingFileError(path, "image", HOW_TO_GET_COCO)
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+        try:
+            with Image.open(path) as im:
+                return np.asarray(im.convert("RGB"))
+        except (OSError, SyntaxError) as err:  # truncated, corrupt, or not an image at all
+            raise SamAdaptError(f"cannot read image {path}: {err}. Re-download or replace the file.") from None
 
     def __getitem__(self, idx: int) -> dict[str, Any]:
         if self.train:

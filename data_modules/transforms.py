@@ -130,6 +130,9 @@ class ColorJitter:
         self._t = A.ColorJitter(brightness=brightness, contrast=contrast, saturation=saturation, hue=hue, p=1.0)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
+        from .augment import reseed_from_torch
+
+        reseed_from_torch(self._t)
         return self._t(image=image)["image"]
 
 

@@ -2,6 +2,7 @@
 
 import os
 import sys
+import tempfile
 
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.cli import LightningCLI
@@ -21,6 +22,32 @@ class SamAdaptCLI(LightningCLI):
             run=run,
             **kwargs,
         )
+
+    def before_fit(self) -> None:
+        """Output folders must be writable; `--ckpt_path last`: resume from this configuration's last.ckpt."""
+        check_output_folders(self.trainer)
+        config = self.config_init[self.subcommand]
+        if config.get("ckpt_path") == "last":
+            from samadapt.resume import find_last_checkpoint
+
+            found = find_last_checkpoint(self.trainer, self.model, self.datamodule)
+            print(f"samadapt: resuming from {found}" if found else
+                  "samadapt: no last.ckpt of this configuration yet: training from the start", file=sys.stderr)
+            config["ckpt_path"] = found
+
+
+def check_output_folders(trainer) -> None:
+    """Stop before training if a folder the run writes to cannot be created or written (not after hours)."""
+    folders = {trainer.default_root_dir, *(lg.save_dir for lg in trainer.loggers if getattr(lg, "save_dir", None))}
+    folders |= {cb.dirpath for cb in trainer.checkpoint_callbacks if getattr(cb, "dirpath", None)}
+    for folder in sorted(str(f) for f in folders):
+        try:
+            os.makedirs(folder, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as err:
+            raise SamAdaptError(f"cannot write to output folder {folder} ({err.strerror}); choose another with "
+                                "--trainer.default_root_dir (and the logger's save_dir).") from None
 
 
 def _synth(argv: list[str]) -> None:
@@ -59,6 +86,14 @@ def _evaluate_masks(argv: list[str]) -> None:
     main(argv)
 
 
+def one_line(err: SamAdaptError) -> str:
+    """The message itself, also when a DataLoader worker wrapped it in its traceback text."""
+    text = str(err)
+    if "Original Traceback" in text:  # "...\nsamadapt.errors.MissingFileError: image not found: ..."
+        text = text.strip().splitlines()[-1].split(": ", 1)[-1]
+    return text
+
+
 def finish_wandb() -> None:
     """Close the W&B run, if one is open, so the next run in this process starts its own."""
     wandb = sys.modules.get("wandb")
@@ -90,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
                       + ", ".join(f"{k} ({v[1]})" for k, v in EXTRA_VERBS.items()))
             SamAdaptCLI(args=None if from_shell else argv)
     except SamAdaptError as err:
-        print(f"samadapt: error: {err}", file=sys.stderr)
+        print(f"samadapt: error: {one_line(err)}", file=sys.stderr)
         sys.exit(2)
     finally:
         finish_wandb()

@@ -8,8 +8,9 @@ class SamAdaptError(Exception):
 class MissingFileError(SamAdaptError):
     """A required file or folder does not exist."""
 
-    def __init__(self, path, what: str, how_to_get: str):
-        super().__init__(f"{what} not found: {path}. {how_to_get}")
+    def __init__(self, path, what: str | None = None, how_to_get: str = ""):
+        # what=None: `path` is a whole message (DataLoader workers re-raise an error as type(err)(text))
+        super().__init__(str(path) if what is None else f"{what} not found: {path}. {how_to_get}")
         self.path = path
 
 

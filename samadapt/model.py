@@ -7,6 +7,7 @@ from torch import nn
 from samadapt.embedding_cache import EmbeddingCache
 from samadapt.errors import SamAdaptError
 from samadapt.methods import build_method
+from samadapt.prompt_checks import check_prompts
 from samadapt.sam import build_sam
 from samadapt.sam.loop import decode, embed_prompts
 from samadapt.text import TextFeatures, build_text_encoder
@@ -90,6 +91,7 @@ class SamAdaptModel(nn.Module):
         """Low-res mask logits (B,1,4h,4w) and predicted IoU (B,1); sample i is prompted with prompt_kinds[i]."""
         images = batch["image"].float()  # loaders deliver uint8 0..255 (a quarter of the bytes to copy)
         with_text = torch.tensor(["text" in kinds for kinds in prompt_kinds])
+        check_prompts(batch, self.image_size, prompt_kinds)
         text = self.encode_text(batch["text"]) if with_text.any() else None
         if text is not None and not with_text.all():  # samples prompted without text see no text tokens
             text = TextFeatures(text.tokens, text.mask & with_text.to(text.mask.device)[:, None], text.pooled)

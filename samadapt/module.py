@@ -172,6 +172,11 @@ class SamAdaptModule(L.LightningModule):
             logger.log_hyperparams({**counts, "trainable_modules": self.model.trainable})
         self._prompt_rng = random.Random(self.trainer.global_rank + 1000 * (self.trainer.current_epoch + 1))
 
+    def configure_callbacks(self) -> list[L.Callback]:
+        from samadapt.resume import ExactResume  # random states in checkpoints, for exact resume
+
+        return [ExactResume()]
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # The frozen base is rebuilt from hparams["sam_checkpoint"]; keep megabytes, not the whole SAM.
         keep = {"model." + k for k in self.model.trainable_state_dict()}
@@ -210,6 +215,10 @@ class SamAdaptModule(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         start = time.perf_counter()
         loss, parts = self.step_loss(batch, self._draw_train_kinds(len(batch["text"])))
+        if self.trainer.world_size > 1 and self.device_mesh is None:  # DDP; FSDP2 (device mesh) needs no touch
+            # DDP waits for a gradient of every trainable parameter on every rank; a prompt mix can leave some
+            # unused in a batch (no text, no box): touch them all, so plain strategy=ddp neither fails nor hangs.
+            loss = loss + 0.0 * sum(p.sum() for p in self.parameters() if p.requires_grad)
         bs = batch["image"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         self.log_dict({f"train/{k}": v for k, v in parts.items()}, batch_size=bs)
@@ -217,7 +226,9 @@ class SamAdaptModule(L.LightningModule):
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=bs)
         return loss
 
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # Here, not in on_train_batch_end: checkpoints saved at this step's batch end must include this update.
         if self.ema is not None:
             self.ema.update()
 

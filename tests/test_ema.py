@@ -32,10 +32,10 @@ def test_module_evaluates_with_ema_and_checkpoints_it(tiny_sam_checkpoint, tmp_p
     module = SamAdaptModule(method="decoder_only", sam_variant="tiny", sam_checkpoint=tiny_sam_checkpoint,
                             image_size=TEST_SIZE, eval_prompts="none", ema_decay=0.9)
     weight = module.model.sam.mask_decoder.iou_token.weight
-    module.on_train_batch_end(None, None, 0)
+    module.ema.update()  # what optimizer_step does after every step
     with torch.no_grad():
         weight.add_(1.0)
-    module.on_train_batch_end(None, None, 1)
+    module.ema.update()
     trained = weight.detach().clone()
     trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, max_steps=0)
     trainer.strategy.connect(module)

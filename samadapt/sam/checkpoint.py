@@ -34,7 +34,7 @@ def load_sam_state_dict(path: str | Path, expected_variant: str | None = None) -
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        refused = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) (\S+)", str(err))
         if refused:  # the pickle names a function or class to call: refuse, never run it
             raise UnsafeFileError(
                 f"{path} is not a plain tensor checkpoint: loading it would call {refused.group(1)}. "
