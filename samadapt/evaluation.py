@@ -191,12 +191,21 @@ def write_per_sample(path: Path, samples: list[dict]) -> None:
     atomic_write(path, write)
 
 
-def write_report(directory: str | Path, rows: list[dict], settings: dict, details: dict,
-                 per_sample: list[dict] | None = None) -> tuple[Path, Path]:
-    """Write <dir>/test_metrics.json and test_metrics.md (and test_per_sample.csv) atomically."""
+def write_report(directory: str | Path, rows: list[dict], settings: dict) -> tuple[Path, Path]:
+    """Write <dir>/test_metrics.json, test_metrics.md and (if rows carry "per_sample") test_per_sample.csv.
+
+    rows: {"split", "prompts", metric: value, ..., optional "classIoU_per_class" and "per_sample"}; per-sample
+    ids may carry the "<split>/" prefix that keeps pooled splits apart: it is dropped here.
+    """
     directory = Path(directory)
     json_path, md_path = directory / f"{REPORT_NAME}.json", directory / f"{REPORT_NAME}.md"
-    if per_sample is not None:
+    rows = [dict(r) for r in rows]
+    per_class = {f"{r['split']}/{r['prompts']}": r.pop("classIoU_per_class") for r in rows if "classIoU_per_class" in r}
+    details = {"classIoU_per_class": per_class} if per_class else {}
+    per_sample = [{"split": r["split"], "prompts": r["prompts"], **s,
+                   "sample_id": s["sample_id"].removeprefix(f"{r['split']}/")}
+                  for r in rows for s in r.pop("per_sample", [])]
+    if per_sample:
         write_per_sample(directory / "test_per_sample.csv", per_sample)
     atomic_write_json({"results": rows, "settings": settings, "details": details}, json_path)
     settings_line = ", ".join(f"{k}={v}" for k, v in settings.items())

@@ -305,19 +305,11 @@ class SamAdaptModule(L.LightningModule):
             self._log_metrics("test", self.test_pooled)
         self._ema_scope.close()
         folder = self.trainer.log_dir or self.trainer.default_root_dir  # log_dir broadcasts: every process asks
-        if self.trainer.is_global_zero:
-            self._write_test_report(rows, folder)
-
-    def _write_test_report(self, rows: list[dict], folder: str) -> None:
-        """test_metrics.json / .md in the run folder (the first logger's version folder)."""
-        details = {f"{r['split']}/{r['prompts']}": r.pop("classIoU_per_class") for r in rows
-                   if "classIoU_per_class" in r}
-        per_sample = [{"split": r["split"], "prompts": r["prompts"], **s, "sample_id": s["sample_id"].split("/", 1)[-1]}
-                      for r in rows for s in r.pop("per_sample", [])]  # ids carry "<split>/": see test_step
-        hp = self.hparams
-        settings = {"metrics": self.metric_family, "eval_resolution": self.eval_resolution(),
-                    "threshold": hp.threshold, "threshold_on": hp.threshold_on, "strict_pk": hp.strict_pk}
-        write_report(folder, rows, settings, {"classIoU_per_class": details} if details else {}, per_sample)
+        if self.trainer.is_global_zero:  # test_metrics.json / .md and test_per_sample.csv in the run folder
+            hp = self.hparams
+            settings = {"metrics": self.metric_family, "eval_resolution": self.eval_resolution(),
+                        "threshold": hp.threshold, "threshold_on": hp.threshold_on, "strict_pk": hp.strict_pk}
+            write_report(folder, rows, settings)
 
     def on_predict_epoch_start(self) -> None:
         self._use_ema_weights()
