@@ -46,8 +46,8 @@ eval: install  ## evaluate a checkpoint on the test splits: make eval EXP=shallo
 	@test -n "$(CKPT)" || { echo "set CKPT=path/to/checkpoint.ckpt" >&2; exit 2; }
 	$(SAMADAPT) test $(CONFIGS) --ckpt_path $(CKPT) $(ARGS)
 
-bench: install  ## speed and memory benchmarks, ratios measured side by side
-	$(PY) -m samadapt.bench
+bench: install  ## speed and memory benchmarks, ratios measured side by side (QUICK=1: reduced set, minutes)
+	$(PY) -m samadapt.bench $(if $(QUICK),--quick)
 
 lint: install  ## ruff
 	$(VENV)/bin/ruff check samadapt data_modules tests

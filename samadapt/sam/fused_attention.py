@@ -38,23 +38,25 @@ def rel_pos_bias(attn: nn.Module, q: torch.Tensor, hw: tuple[int, int]) -> torch
 
 
 def attend(attn: nn.Module, qkv: torch.Tensor, hw: tuple[int, int], num_extra: int = 0,
-           key_ok: torch.Tensor | None = None) -> torch.Tensor:
+           extra_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Multi-head attention of (B, T+h*w, 3C) projected tokens -> (B, T+h*w, C), before the output projection.
 
-    The first `num_extra` tokens have no grid position: the rel-pos bias covers image-image pairs only.
-    key_ok (B, T+h*w) bool: False keys are ignored (padding of extra tokens).
+    The first T = `num_extra` tokens have no grid position: the rel-pos bias covers image-image pairs only.
+    extra_mask (B, T) bool: False extra tokens are ignored as keys (padding of the text).
     """
     b, length, _ = qkv.shape
+    t = num_extra
     q, k, v = qkv.reshape(b, length, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
-    mask = None
-    if attn.use_rel_pos:
-        mask = rel_pos_bias(attn, q[:, :, num_extra:], hw)
-        if num_extra:
-            mask = F.pad(mask, (num_extra, 0, num_extra, 0))
-    if key_ok is not None:
-        key_bias = torch.zeros(b, 1, 1, length, dtype=q.dtype, device=q.device)
-        key_bias = key_bias.masked_fill(~key_ok[:, None, None, :], float("-inf"))
-        mask = key_bias if mask is None else mask + key_bias
+    mask = rel_pos_bias(attn, q[:, :, t:], hw) if attn.use_rel_pos else None
+    if t and mask is not None:
+        mask = F.pad(mask, (t, 0, t, 0))
+    if t and extra_mask is not None:
+        key_bias = torch.zeros(b, 1, 1, t, dtype=q.dtype, device=q.device)
+        key_bias = key_bias.masked_fill(~extra_mask[:, None, None, :], float("-inf"))
+        if mask is None:
+            mask = F.pad(key_bias, (0, length - t))
+        else:  # only the T extra-key columns can be masked: touch those, not the whole (L, L) tensor
+            mask[..., :t] += key_bias
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=attn.scale)
     return out.transpose(1, 2).reshape(b, length, -1)
 
@@ -97,13 +99,11 @@ class FusedAttention(nn.Module):
             per_image = windows.shape[0] // b
             grid = windows.reshape(windows.shape[0], window_size * window_size, -1)
             win_h = win_w = window_size
-        key_ok = None
         if extra_qkv is not None:
             grid = torch.cat([extra_qkv.repeat_interleave(per_image, 0), grid], dim=1)
-            if extra_mask is not None and t:
-                real = extra_mask.new_ones(grid.shape[0], win_h * win_w)
-                key_ok = torch.cat([extra_mask.repeat_interleave(per_image, 0), real], dim=1)
-        out = attend(self, grid, (win_h, win_w), t, key_ok)
+            if extra_mask is not None:
+                extra_mask = extra_mask.repeat_interleave(per_image, 0)
+        out = attend(self, grid, (win_h, win_w), t, extra_mask)
         image = out[:, t:]
         if window_size == 0:
             image = image.reshape(b, h, w, c)
