@@ -356,12 +356,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--method", default=None, help="method of the checkpointing step (default: sam_ptx if "
                                                        "registered, else dit windowed)")
     parser.add_argument("--only", default=ALL_SECTIONS, help="sections to run, e.g. 1,3 (7: tiny step times)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default torch's; 1 gives steadier ratios on a crowded machine)")
     parser.add_argument("--out", default="runs/bench/results.json")
     parser.add_argument("--peak-memory", help=argparse.SUPPRESS)  # internal: one measurement in a fresh process
     args = parser.parse_args(argv)
     if args.peak_memory:
         print(json.dumps(peak_step_memory(*json.loads(args.peak_memory))))
         return
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     quick = args.quick
     wanted = {int(n) for n in args.only.split(",")}
@@ -371,10 +375,12 @@ def main(argv: list[str] | None = None) -> None:
     results = json.loads(out.read_text()) if args.only != ALL_SECTIONS and out.is_file() else {}
     results.update({"device": str(device), "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
                     "quick": quick, "load_average_start": _load()})
-    results.setdefault("section_load_average", {})
+    results.setdefault("conditions", {})  # per section: load average and threads when it was measured
 
     def save(section: int) -> None:  # after every section, so a long run interrupted late keeps its figures
-        results["section_load_average"][str(section)] = results["load_average_end"] = _load()
+        results["load_average_end"] = _load()
+        results["conditions"][str(section)] = {"load_average": results["load_average_end"],
+                                               "threads": torch.get_num_threads(), "quick": quick}
         atomic_write_json(results, out)
 
     print(f"bench on {device}, {results['threads']} threads, load average {results['load_average_start']}"
@@ -383,11 +389,11 @@ def main(argv: list[str] | None = None) -> None:
     if 1 in wanted:
         results["encoder"] = {}
         for px in (size,) if quick else (512, 1024):
-            row = results["encoder"][f"vit_b@{px}"] = encoder_vs_official(px, device, reps if px < 1024 else 2)
+            row = results["encoder"][f"vit_b@{px}"] = encoder_vs_official(px, device, reps if px < 1024 else 1)
             print(f"1 encoder ViT-B@{px}: official {row['official_s']:.2f} s, samadapt {row['samadapt_s']:.2f} s, "
                   f"x{row['speedup']:.2f} faster (goal {row['goal']}: {_met(row)}), "
                   f"max |diff| {row['max_abs_diff']:.1e}")
-        save(1)
+            save(1)
 
     if 2 in wanted:
         results["method_overhead"] = rows = method_forward_overheads(size, device, reps)
