@@ -356,6 +356,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--method", default=None, help="method of the checkpointing step (default: sam_ptx if "
                                                        "registered, else dit windowed)")
     parser.add_argument("--only", default=ALL_SECTIONS, help="sections to run, e.g. 1,3 (7: tiny step times)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per contender (default 3, quick 2)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default torch's; 1 gives steadier ratios on a crowded machine)")
     parser.add_argument("--out", default="runs/bench/results.json")
@@ -370,6 +371,7 @@ def main(argv: list[str] | None = None) -> None:
     quick = args.quick
     wanted = {int(n) for n in args.only.split(",")}
     size, reps = (256, 2) if quick else (512, 3)
+    reps = args.repeats or reps
     out = Path(args.out)
     # a partial run (--only) updates the sections it ran and keeps the others' earlier figures
     results = json.loads(out.read_text()) if args.only != ALL_SECTIONS and out.is_file() else {}
