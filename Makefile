@@ -47,7 +47,7 @@ eval: install  ## evaluate a checkpoint on the test splits: make eval EXP=shallo
 	$(SAMADAPT) test $(CONFIGS) --ckpt_path $(CKPT) $(ARGS)
 
 bench: install  ## speed and memory benchmarks, ratios measured side by side (QUICK=1: reduced set, minutes)
-	$(PY) -m samadapt.bench $(if $(QUICK),--quick)
+	$(PY) -m samadapt.bench $(if $(QUICK),--quick) $(ARGS)
 
 lint: install  ## ruff
 	$(VENV)/bin/ruff check samadapt data_modules tests

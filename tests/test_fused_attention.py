@@ -149,3 +149,27 @@ def test_build_sam_option_and_official_default(tiny_sam_checkpoint):
     fused = build_sam("tiny", tiny_sam_checkpoint, fused_attention=True)
     assert all(isinstance(b, FusedBlock) for b in fused.image_encoder.blocks)
     assert not any(p.requires_grad for p in fused.parameters())
+
+
+class ShiftedQkv(torch.nn.Module):
+    """Stands in for a method's replacement of qkv (LoRA and the like): no `.bias`, an output of its own."""
+
+    def __init__(self, linear: torch.nn.Linear) -> None:
+        super().__init__()
+        self.linear = linear
+        self.shift = torch.nn.Parameter(torch.randn(linear.out_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x) + self.shift
+
+
+def test_window_padding_follows_a_replaced_qkv():
+    """Padding tokens get what the block's qkv module makes of a zero token, whatever that module is."""
+    official = random_sam(window_size=3, image_size=64)
+    for block in official.image_encoder.blocks:
+        block.attn.qkv = ShiftedQkv(block.attn.qkv)
+    fused = copy.deepcopy(official)
+    use_fused_attention(fused.image_encoder)
+    images = torch.rand(1, 3, 64, 64) * 255
+    with torch.no_grad():
+        assert max_diff(encode_images(fused, images), encode_images(official, images)) <= TOL

@@ -5,9 +5,9 @@ multiplies by the values, each step a full pass over a (heads, N, N) tensor. Her
 broadcast-added into one tensor) is SDPA's additive float mask and SDPA does the rest in one fused kernel.
 
 Windowed blocks gain a second saving. SAM pads the token grid to a multiple of the window with zero tokens
-and runs qkv and proj on the padding too (at 512 px: 42x42 instead of 32x32 tokens). A zero token's q, k, v
-is just the qkv layer's bias, so qkv runs on the real tokens only, the windows are padded with the bias,
-and proj runs only on the outputs that are kept. The result is the official one up to float rounding.
+and runs qkv and proj on the padding too (at 512 px: 42x42 instead of 32x32 tokens). Every zero token has the
+same q, k, v (the qkv layer's bias), so qkv runs on the real tokens only, the windows are padded with that one
+value, and proj runs only on the outputs that are kept. The result is the official one up to float rounding.
 
 `FusedBlock` / `FusedAttention` hold the very same modules and parameters as the `Block` / `Attention` they
 replace, under the same names: state dicts (and checkpoints) are identical with and without fusion.
@@ -68,6 +68,7 @@ class FusedAttention(nn.Module):
         super().__init__()
         self.num_heads, self.scale, self.use_rel_pos = attn.num_heads, attn.scale, attn.use_rel_pos
         self.qkv, self.proj = attn.qkv, attn.proj
+        self.qkv_in_features = attn.proj.out_features  # the token width (qkv maps it to 3x)
         if attn.use_rel_pos:
             self.rel_pos_h, self.rel_pos_w = attn.rel_pos_h, attn.rel_pos_w
 
@@ -94,7 +95,7 @@ class FusedAttention(nn.Module):
             grid, per_image = qkv.reshape(b, h * w, -1), 1
             win_h, win_w = h, w
         else:
-            qkv = self._pad_with_bias(qkv, window_size)
+            qkv = self._pad_like_zero_tokens(qkv, window_size)
             windows, pad_hw = window_partition(qkv, window_size)
             per_image = windows.shape[0] // b
             grid = windows.reshape(windows.shape[0], window_size * window_size, -1)
@@ -115,14 +116,14 @@ class FusedAttention(nn.Module):
             extra_out = self.proj(out[:, :t].reshape(b, per_image, t, c).mean(dim=1))
         return self.proj(image), extra_out
 
-    def _pad_with_bias(self, qkv: torch.Tensor, window_size: int) -> torch.Tensor:
-        """Pad (B,H,W,3C) to whole windows with what SAM's zero padding tokens would project to: the bias."""
+    def _pad_like_zero_tokens(self, qkv: torch.Tensor, window_size: int) -> torch.Tensor:
+        """Pad (B,H,W,3C) to whole windows with what SAM's zero padding tokens project to (qkv of a zero token:
+        the bias for a plain Linear; computed, so a method's replacement of qkv, e.g. LoRA, is honoured too)."""
         b, h, w, width = qkv.shape
         pad_h, pad_w = (-h) % window_size, (-w) % window_size
         if not pad_h and not pad_w:
             return qkv
-        fill = self.qkv.bias if self.qkv.bias is not None else qkv.new_zeros(width)
-        fill = fill.to(qkv.dtype)
+        fill = self.qkv(qkv.new_zeros(1, self.qkv_in_features)).to(qkv.dtype)[0]
         qkv = torch.cat([qkv, fill.expand(b, h, pad_w, width)], dim=2)
         return torch.cat([qkv, fill.expand(b, pad_h, w + pad_w, width)], dim=1)
 
