@@ -375,14 +375,15 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     # a partial run (--only) updates the sections it ran and keeps the others' earlier figures
     results = json.loads(out.read_text()) if args.only != ALL_SECTIONS and out.is_file() else {}
+    allocator = {k: os.environ[k] for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_") if k in os.environ}
     results.update({"device": str(device), "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-                    "quick": quick, "load_average_start": _load()})
+                    "quick": quick, "load_average_start": _load(), "allocator_env": allocator})
     results.setdefault("conditions", {})  # per section: load average and threads when it was measured
 
     def save(section: int) -> None:  # after every section, so a long run interrupted late keeps its figures
         results["load_average_end"] = _load()
-        results["conditions"][str(section)] = {"load_average": results["load_average_end"],
-                                               "threads": torch.get_num_threads(), "quick": quick}
+        results["conditions"][str(section)] = {"load_average": results["load_average_end"], "quick": quick,
+                                               "threads": torch.get_num_threads(), "allocator_env": allocator}
         atomic_write_json(results, out)
 
     print(f"bench on {device}, {results['threads']} threads, load average {results['load_average_start']}"
