@@ -46,8 +46,10 @@ eval: install  ## evaluate a checkpoint on the test splits: make eval EXP=shallo
 	@test -n "$(CKPT)" || { echo "set CKPT=path/to/checkpoint.ckpt" >&2; exit 2; }
 	$(SAMADAPT) test $(CONFIGS) --ckpt_path $(CKPT) $(ARGS)
 
-bench: install  ## speed and memory benchmarks, ratios measured side by side
-	$(PY) -m samadapt.bench
+# glibc otherwise hands every large freed block back to the OS and page-faults it in again on the next forward
+# (attention masks of tens of MB): measured ~20% on the CPU, for official and samadapt code alike.
+bench: install  ## speed and memory benchmarks, ratios measured side by side (QUICK=1: reduced set, minutes)
+	MALLOC_MMAP_THRESHOLD_=2000000000 MALLOC_TRIM_THRESHOLD_=4000000000 $(PY) -m samadapt.bench $(if $(QUICK),--quick) $(ARGS)
 
 lint: install  ## ruff
 	$(VENV)/bin/ruff check samadapt data_modules tests

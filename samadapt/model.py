@@ -9,6 +9,7 @@ from samadapt.errors import SamAdaptError
 from samadapt.methods import build_method
 from samadapt.prompt_checks import check_prompts
 from samadapt.sam import build_sam
+from samadapt.sam.activation_checkpointing import checkpoint_encoder_blocks
 from samadapt.sam.loop import decode, embed_prompts
 from samadapt.text import TextFeatures, build_text_encoder
 
@@ -42,9 +43,13 @@ class SamAdaptModel(nn.Module):
         train_image_encoder: bool = False,
         train_text_encoder: bool = False,
         embedding_cache_mb: float = 0.0,
+        fused_attention: bool = True,
+        activation_checkpointing: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
-        self.sam = build_sam(sam_variant, sam_checkpoint, image_size, frozen=True)
+        # fused attention: the same weights and names, attention through SDPA (see sam/fused_attention.py)
+        self.sam = build_sam(sam_variant, sam_checkpoint, image_size, frozen=True, fused_attention=fused_attention)
         self.text_encoder = build_text_encoder(text_encoder, **(text_options or {})) if text_encoder else None
         self.method = build_method(method, method_options)
         if self.method.uses_text and self.text_encoder is None:
@@ -52,6 +57,10 @@ class SamAdaptModel(nn.Module):
         if train_text_encoder and self.text_encoder is None:
             raise SamAdaptError("train_text_encoder needs a text encoder: set model.text_encoder")
         self.method.attach(self.sam, self.text_encoder.dim if self.text_encoder else None)
+        if activation_checkpointing:  # after attach: the method's wrapped blocks are what gets checkpointed
+            checkpoint_encoder_blocks(self.sam.image_encoder)
+        if compile:  # in place: parameter names and state dicts stay as they are
+            self.sam.image_encoder.compile()
         extra = {}
         if train_image_encoder:  # the paper-style unfrozen backbone, on top of whatever the method trains
             extra["sam.image_encoder"] = self.sam.image_encoder

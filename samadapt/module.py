@@ -38,6 +38,9 @@ class SamAdaptModule(L.LightningModule):
         train_image_encoder: bool = False,
         train_text_encoder: bool = False,
         embedding_cache_mb: float = 0.0,
+        fused_attention: bool = True,
+        activation_checkpointing: bool = False,
+        compile: bool = False,
         train_prompts: dict[str, float] | None = None,
         eval_prompts: str | list[str] = "text",
         loss_weights: dict[str, float] | None = None,
@@ -66,6 +69,11 @@ class SamAdaptModule(L.LightningModule):
             train_image_encoder / train_text_encoder: also fine-tune SAM's image encoder / the text encoder.
             embedding_cache_mb: reuse image embeddings (at most this many MB) when the method leaves the image
                 encoder frozen and unconditioned; samples with random pixels (colour jitter) are never cached.
+            fused_attention: SAM's encoder attention through scaled_dot_product_attention (same weights, same
+                outputs up to float rounding, faster); false runs the official code.
+            activation_checkpointing: recompute each encoder block in backward instead of keeping its
+                activations (less memory, more time; matters only when gradients flow through the encoder).
+            compile: torch.compile the image encoder (needs a C++ compiler on the CPU; the first steps are slow).
             train_prompts: prompt mix for training, {"text": 1.0} or {"points": 0.3, "box": 0.3, "text": 0.4};
                 every sample draws one combination with these weights.
             eval_prompts: the combination used in validation and test, or a list of them: each is evaluated
@@ -91,7 +99,8 @@ class SamAdaptModule(L.LightningModule):
         self.save_hyperparameters()
         self.model = SamAdaptModel(
             sam_variant, sam_checkpoint, image_size, method, method_options, text_encoder, text_options,
-            train_image_encoder, train_text_encoder, embedding_cache_mb,
+            train_image_encoder, train_text_encoder, embedding_cache_mb, fused_attention, activation_checkpointing,
+            compile,
         )
         names = [eval_prompts] if isinstance(eval_prompts, str) else list(eval_prompts)
         if not names:

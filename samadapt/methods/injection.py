@@ -21,6 +21,8 @@ from segment_anything.modeling.image_encoder import (
 )
 from torch import nn
 
+from samadapt.sam.fused_attention import FusedAttention
+
 Branch = Callable[[torch.Tensor, dict], torch.Tensor]
 ExtraTokens = Callable[[dict, torch.Tensor], tuple[torch.Tensor, torch.Tensor | None] | None]
 
@@ -83,7 +85,11 @@ def block_attention(
 
     Windowed blocks keep their windows when `windowed`: the extra tokens join every window and their outputs
     are averaged over windows. With `windowed=False` every block attends globally (the published L-DIT).
+    Blocks with fused attention (`FusedAttention`, model.fused_attention) compute the same through SDPA.
     """
+    if isinstance(block.attn, FusedAttention):
+        window = block.window_size if windowed or extra is None else 0
+        return block.attn.attend_grid(image, window, extra, extra_mask)
     if extra is None:
         if block.window_size == 0:
             return block.attn(image), None

@@ -8,6 +8,7 @@ from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncode
 
 from samadapt.sam.checkpoint import adapt_state_dict, load_sam_state_dict
 from samadapt.sam.config import SamConfig, get_config
+from samadapt.sam.fused_attention import use_fused_attention
 
 
 def build_sam_from_config(cfg: SamConfig, image_size: int | None = None) -> Sam:
@@ -58,16 +59,20 @@ def build_sam(
     checkpoint: str | None = None,
     image_size: int | None = None,
     frozen: bool = True,
+    fused_attention: bool = False,
 ) -> Sam:
     """SAM `variant` at `image_size` (default: the variant's own), weights from an official-format checkpoint.
 
     A checkpoint made at another size is resized on load (pos_embed, global-attention rel_pos).
+    `fused_attention` runs the encoder's attention through SDPA (same weights, same state-dict names).
     """
     cfg = get_config(variant)
     sam = build_sam_from_config(cfg, image_size)
     if checkpoint is not None:
         state = load_sam_state_dict(checkpoint, expected_variant=variant)
         sam.load_state_dict(adapt_state_dict(state, sam))
+    if fused_attention:
+        use_fused_attention(sam.image_encoder)
     if frozen:
         sam.requires_grad_(False)
     return sam.eval()
