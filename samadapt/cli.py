@@ -8,6 +8,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from samadapt.errors import SamAdaptError
 from samadapt.module import SamAdaptModule
+from samadapt.wandb_run import SaveConfigToLoggers, configure_wandb_loggers
 
 
 class SamAdaptCLI(LightningCLI):
@@ -16,11 +17,15 @@ class SamAdaptCLI(LightningCLI):
             SamAdaptModule,
             LightningDataModule,
             subclass_mode_data=True,
+            save_config_callback=SaveConfigToLoggers,
             save_config_kwargs={"overwrite": True},
             args=args,
             run=run,
             **kwargs,
         )
+
+    def after_instantiate_classes(self) -> None:
+        configure_wandb_loggers(self.trainer, self.model, self.datamodule)  # before any W&B run starts
 
 
 def _synth(argv: list[str]) -> None:
@@ -53,6 +58,24 @@ def _demo(argv: list[str]) -> None:
     main(argv)
 
 
+def _compare(argv: list[str]) -> None:
+    from samadapt.compare import main
+
+    main(argv)
+
+
+def _segment(argv: list[str]) -> None:
+    from samadapt.segment import main
+
+    main(argv)
+
+
+def _export(argv: list[str]) -> None:
+    from samadapt.export import main
+
+    main(argv)
+
+
 def finish_wandb() -> None:
     """Close the W&B run, if one is open, so the next run in this process starts its own."""
     wandb = sys.modules.get("wandb")
@@ -66,6 +89,9 @@ EXTRA_VERBS = {
     "inspect-data": (_inspect_data, "report samples per split, prompts and vocabulary, and draw a PNG grid"),
     "prepare-demo": (_prepare_demo, "write the demo data and pretrain the tiny stand-in SAM"),
     "demo": (_demo, "the end-to-end demo: data, tiny SAM, every method trained, evaluated, compared"),
+    "compare": (_compare, "compare run folders (their results.json): markdown table and bar chart"),
+    "segment": (_segment, "segment images with a trained checkpoint: mask and overlay PNGs"),
+    "export": (_export, "export a checkpoint's trainable weights (safetensors) and config (JSON)"),
 }
 
 
