@@ -65,13 +65,18 @@ class RunResults(Callback):
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.train_seconds = round(time.perf_counter() - self._fit_start, 1)
 
+    @staticmethod
+    def folder(trainer: Trainer) -> str:
+        """The run folder: the first logger's (checkpoints/ lives there too), else the trainer's root."""
+        return trainer.log_dir or trainer.default_root_dir
+
     def results(self, trainer: Trainer, pl_module: LightningModule) -> dict:
         hp = pl_module.hparams
         wandb_runs = [lg.experiment for lg in trainer.loggers if isinstance(lg, WandbLogger)]
         method, dataset = method_label(hp), dataset_label(trainer.datamodule)
         return {
             "format": RESULTS_FORMAT,
-            "run_name": wandb_runs[0].name if wandb_runs else f"{method}-{dataset}",
+            "run_name": wandb_runs[0].name if wandb_runs else f"{method}-{dataset}-{Path(self.folder(trainer)).name}",
             "method": method,
             "dataset": dataset,
             "eval_prompts": prompt_label(hp.get("eval_prompts", "text")),
@@ -86,7 +91,7 @@ class RunResults(Callback):
     @rank_zero_only
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         results = self.results(trainer, pl_module)
-        atomic_write_json(results, Path(trainer.log_dir or trainer.default_root_dir) / self.filename)
+        atomic_write_json(results, Path(self.folder(trainer)) / self.filename)
         summary = {f"test/{split}/{k}" if split != POOLED else f"test/{k}": v
                    for split, values in results["metrics"].items() for k, v in values.items()}
         summary.update({k: results[k] for k in ("trainable_params", "total_params", "train_seconds",
