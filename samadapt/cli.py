@@ -25,7 +25,7 @@ class SamAdaptCLI(LightningCLI):
         )
 
     def after_instantiate_classes(self) -> None:
-        configure_wandb_loggers(self.trainer, self.model, self.datamodule)  # before any W&B run starts
+        configure_wandb_loggers(self.trainer, self.model, self.datamodule, self.subcommand)  # before W&B starts
 
 
 def _synth(argv: list[str]) -> None:

@@ -51,7 +51,9 @@ def load_module(
         overrides["text_options"] = text_options
     try:
         module = SamAdaptModule.load_from_checkpoint(path, map_location="cpu", weights_only=True, **overrides)
-    except (KeyError, RuntimeError, EOFError, ValueError) as err:
+    except SamAdaptError:  # e.g. the base SAM checkpoint is missing: that message names the path
+        raise
+    except Exception as err:  # not a checkpoint, truncated, a pickle with globals, another model's keys
         raise SamAdaptError(f"cannot load {path} as a samadapt checkpoint: {err}") from err
     if module.ema is not None and module.ema.shadow is not None:  # evaluation used the EMA weights: so do we
         with torch.no_grad():

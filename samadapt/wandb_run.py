@@ -34,8 +34,10 @@ def prompt_label(prompts) -> str:
     return "|".join(prompts) if isinstance(prompts, (list, tuple, dict)) else str(prompts)
 
 
-def configure_wandb_loggers(trainer: Trainer, module: LightningModule, datamodule: LightningDataModule | None) -> None:
-    """Name, group and tag every W&B logger that has not started its run yet; names the user gave are kept."""
+def configure_wandb_loggers(trainer: Trainer, module: LightningModule, datamodule: LightningDataModule | None,
+                            job_type: str | None = None) -> None:
+    """Name, group and tag every W&B logger that has not started its run yet; names the user gave are kept.
+    `job_type` (fit, test, ...) lets the dashboard filter training runs from evaluations."""
     hp = module.hparams
     method, dataset = method_label(hp), dataset_label(datamodule)
     train_prompts = hp.get("train_prompts") or {prompt_label(hp.get("eval_prompts", "text")): 1.0}
@@ -51,6 +53,8 @@ def configure_wandb_loggers(trainer: Trainer, module: LightningModule, datamodul
         if not init.get("group"):
             init["group"] = dataset
         init["tags"] = list(dict.fromkeys([*(init.get("tags") or []), *tags]))
+        if job_type and not init.get("job_type"):
+            init["job_type"] = job_type
 
 
 class SaveConfigToLoggers(SaveConfigCallback):

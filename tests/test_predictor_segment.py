@@ -149,3 +149,13 @@ def test_text_on_a_text_blind_adapter_is_refused(trained_runs, shapes_root):
         predictor.predict(text="  ")
     with pytest.raises(SamAdaptError, match="no image"):
         SamAdaptPredictor(predictor.module).predict(text="the red circle")
+
+
+def test_unreadable_checkpoint_or_missing_base_sam_is_one_clear_message(trained_runs, tmp_path):
+    from samadapt.errors import SamAdaptError
+
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(SamAdaptError, match="cannot load .*junk.ckpt as a samadapt checkpoint"):
+        SamAdaptPredictor.from_checkpoint(tmp_path / "junk.ckpt")
+    with pytest.raises(SamAdaptError, match="SAM checkpoint not found: .*moved.pth"):
+        SamAdaptPredictor.from_checkpoint(trained_runs["shallow"][1], sam_checkpoint=str(tmp_path / "moved.pth"))

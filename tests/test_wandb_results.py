@@ -1,10 +1,13 @@
 """W&B offline runs (name, group, tags, config, prediction panels, test summary) and results.json."""
 
 import json
+import os
+from pathlib import Path
 
 import pytest
+import yaml
 
-from samadapt.cli import SamAdaptCLI, finish_wandb
+from samadapt.cli import SamAdaptCLI, finish_wandb, main
 from samadapt.prediction_panel import PredictionPanel
 from tests.test_cli import configs, tiny_overrides
 from tests.wandb_records import closed_run_file, config_keys, logged_media, run_record, run_summary
@@ -65,3 +68,18 @@ def test_panel_every_n_validations(tiny_sam_checkpoint, shapes_root, tiny_bert, 
     panels = logged_media(run_file, "val/predictions")
     assert [p["step"] for p in panels] == [1, 3]  # validations after steps 1, 2, 3: the 1st and the 3rd
     assert all(p["count"] == 1 for p in panels)
+
+
+def test_offline_by_default_online_by_one_variable(monkeypatch, tmp_path):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    with pytest.raises(SystemExit):
+        main(["compare", str(tmp_path / "nope")])
+    assert os.environ["WANDB_MODE"] == "offline"
+    monkeypatch.setenv("WANDB_MODE", "online")
+    with pytest.raises(SystemExit):
+        main(["compare", str(tmp_path / "nope")])
+    assert os.environ["WANDB_MODE"] == "online"  # the user's choice stands
+    # and base.yaml does not pin the logger offline, so wandb.init follows WANDB_MODE
+    base = yaml.safe_load((Path(__file__).parent.parent / "experiments" / "base.yaml").read_text())
+    (wandb_logger,) = [lg for lg in base["trainer"]["logger"] if lg["class_path"].endswith("WandbLogger")]
+    assert not wandb_logger["init_args"].get("offline", False)
