@@ -161,7 +161,8 @@ class SamAdaptPredictor:
         rgb = _as_rgb(image)
         h, w = rgb.shape[:2]
         boxed = letterbox(rgb, np.zeros((h, w), dtype=np.uint8), self.image_size)
-        self.original_image, self._image = rgb, boxed.image[None].to(self.device)
+        # float after the copy to the device, as SamAdaptModel.forward does (letterbox may deliver uint8)
+        self.original_image, self._image = rgb, boxed.image[None].to(self.device).float()
         self._orig_hw, self._scale = (h, w), boxed.scale
         self._embedding = None
         if self.reuses_image_embedding:
