@@ -9,6 +9,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from samadapt.errors import SamAdaptError
 from samadapt.module import SamAdaptModule
+from samadapt.wandb_run import SaveConfigToLoggers, configure_wandb_loggers
 
 
 class SamAdaptCLI(LightningCLI):
@@ -17,11 +18,15 @@ class SamAdaptCLI(LightningCLI):
             SamAdaptModule,
             LightningDataModule,
             subclass_mode_data=True,
+            save_config_callback=SaveConfigToLoggers,
             save_config_kwargs={"overwrite": True},
             args=args,
             run=run,
             **kwargs,
         )
+
+    def after_instantiate_classes(self) -> None:
+        configure_wandb_loggers(self.trainer, self.model, self.datamodule, self.subcommand)  # before W&B starts
 
     def before_fit(self) -> None:
         """Output folders must be writable; `--ckpt_path last`: resume from this configuration's last.ckpt."""
@@ -86,12 +91,30 @@ def _evaluate_masks(argv: list[str]) -> None:
     main(argv)
 
 
+def _compare(argv: list[str]) -> None:
+    from samadapt.compare import main
+
+    main(argv)
+
+
 def one_line(err: SamAdaptError) -> str:
     """The message itself, also when a DataLoader worker wrapped it in its traceback text."""
     text = str(err)
     if "Original Traceback" in text:  # "...\nsamadapt.errors.MissingFileError: image not found: ..."
         text = text.strip().splitlines()[-1].split(": ", 1)[-1]
     return text
+
+
+def _segment(argv: list[str]) -> None:
+    from samadapt.segment import main
+
+    main(argv)
+
+
+def _export(argv: list[str]) -> None:
+    from samadapt.export import main
+
+    main(argv)
 
 
 def finish_wandb() -> None:
@@ -108,6 +131,9 @@ EXTRA_VERBS = {
     "prepare-demo": (_prepare_demo, "write the demo data and pretrain the tiny stand-in SAM"),
     "evaluate-masks": (_evaluate_masks, "metrics of a folder of predicted mask PNGs against ground-truth PNGs"),
     "demo": (_demo, "the end-to-end demo: data, tiny SAM, every method trained, evaluated, compared"),
+    "compare": (_compare, "compare run folders (their results.json): markdown table and bar chart"),
+    "segment": (_segment, "segment images with a trained checkpoint: mask and overlay PNGs"),
+    "export": (_export, "export a checkpoint's trainable weights (safetensors) and config (JSON)"),
 }
 
 

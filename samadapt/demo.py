@@ -84,15 +84,11 @@ def train_and_test(method: str, experiment: str, out: Path, checkpoint: Path, st
     return cli, {**scores, "trainable_params": counts["trainable_params"], "train_seconds": round(seconds, 1)}
 
 
-def write_report(results: dict, out: Path) -> None:
-    lines = ["# samadapt demo: synthetic referring shapes (testA + testB)", "",
-             "| method | " + " | ".join(METRIC_KEYS) + " | trainable params | train s |",
-             "|---" * (len(METRIC_KEYS) + 3) + "|"]
-    for method, r in results.items():
-        cells = [f"{r[k]:.3f}" for k in METRIC_KEYS] + [f"{r['trainable_params']:,}", f"{r['train_seconds']:.0f}"]
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    lines += ["", "IoUs are fractions in [0, 1]; P@k counts IoU > k. Examples: examples.png."]
-    atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
+def write_report(run_dirs: list[Path], out: Path) -> None:
+    """report.md and report.png: `samadapt compare` over this demo's runs."""
+    from samadapt.compare import write_comparison
+
+    write_comparison(run_dirs, out / "report.md", "oIoU", "samadapt demo: synthetic referring shapes (examples.png)")
 
 
 def write_examples(clis: dict, out: Path, count: int = 4) -> None:
@@ -161,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
         clis[method], results[method] = train_and_test(method, DEMO_METHODS[method], args.out, checkpoint, args.steps)
         print(f"[demo] {method}: " + ", ".join(f"{k} {results[method][k]:.3f}" for k in METRIC_KEYS))
     atomic_write_json(results, args.out / "metrics.json")
-    write_report(results, args.out)
+    write_report([Path(cli.trainer.log_dir) for cli in clis.values()], args.out)
     write_examples(clis, args.out)
     print((args.out / "report.md").read_text())
     print(f"[demo] done in {time.perf_counter() - start:.0f} s: {args.out}/metrics.json, report.md, examples.png")

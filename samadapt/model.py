@@ -111,6 +111,12 @@ class SamAdaptModel(nn.Module):
                 )
         else:
             embeddings = self.method.encode(self.sam, images, text)
+        return self.decode_prompts(embeddings, batch, text, prompt_kinds)
+
+    def decode_prompts(
+        self, embeddings: torch.Tensor, batch: dict, text: TextFeatures | None, prompt_kinds: list[PromptKinds]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decode sample i's prompts (prompt_kinds[i] of the batch's points, box and text) on embeddings[i]."""
         logits, ious = [], []
         for i, kinds in enumerate(prompt_kinds):
             sparse, dense = embed_prompts(

@@ -74,3 +74,14 @@ def tiny_layouts(tmp_path_factory) -> dict[str, str]:
         "data_modules.CelebAMaskDataModule": str(layouts.write_celebamask(base / "celebamask")),
         "data_modules.FolderDataModule": str(layouts.write_folder(base / "folder")),
     }
+
+
+@pytest.fixture(scope="session")
+def trained_runs(tmp_path_factory, tiny_sam_checkpoint, shapes_root, tiny_bert) -> dict:
+    """Two demo-sized runs (2 steps, then tested): shallow fusion (encoder frozen, embedding reusable) and
+    L-DIT (text inside the encoder). name -> (run folder with results.json, last.ckpt)."""
+    from tests.tiny_runs import fit_and_test
+
+    out = tmp_path_factory.mktemp("runs")
+    return {name: fit_and_test(experiment, out, name, tiny_sam_checkpoint, shapes_root, tiny_bert)
+            for name, experiment in (("shallow", "demo_shapes"), ("ldit", "demo_ldit"))}
