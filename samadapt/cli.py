@@ -53,6 +53,12 @@ def _demo(argv: list[str]) -> None:
     main(argv)
 
 
+def _params(argv: list[str]) -> None:
+    from samadapt.params import main
+
+    main(argv)
+
+
 def finish_wandb() -> None:
     """Close the W&B run, if one is open, so the next run in this process starts its own."""
     wandb = sys.modules.get("wandb")
@@ -65,6 +71,7 @@ EXTRA_VERBS = {
     "prepare": (_prepare, "one-off dataset conversions: prepare refcoco --root DIR (refs pickles -> JSON)"),
     "inspect-data": (_inspect_data, "report samples per split, prompts and vocabulary, and draw a PNG grid"),
     "prepare-demo": (_prepare_demo, "write the demo data and pretrain the tiny stand-in SAM"),
+    "params": (_params, "total and trainable parameter counts by part for --config experiments/<exp>.yaml"),
     "demo": (_demo, "the end-to-end demo: data, tiny SAM, every method trained, evaluated, compared"),
 }
 

@@ -15,6 +15,7 @@ VARIANTS = {
     "adapter_mlp_mhsa": ("parallel_adapter", {"placement": "mlp+mhsa", "blocks": [0, 2]}),
     "ptx_encoder": ("sam_ptx", {}),
     "ptx_mlp_mhsa": ("sam_ptx", {"placement": "mlp+mhsa", "text_into": "mlp+mhsa"}),
+    "ptx_shared_projection": ("sam_ptx", {"text_projection": "shared", "placement": "mlp+mhsa"}),
     "ptx_prompt": ("sam_ptx", {"inject": "prompt"}),
     "ptx_decoder": ("sam_ptx", {"inject": "decoder"}),
 }
@@ -100,6 +101,9 @@ def test_text_reaches_encoder_only_through_mlp_adapters_by_default(tiny_sam_chec
     assert block.attn_branch is None and block.mlp_branch.text_proj is not None
     both = build("sam_ptx", {"placement": "mlp+mhsa"}, tiny_sam_checkpoint, tiny_clip).sam.image_encoder.blocks[0]
     assert both.attn_branch.text_proj is None and both.mlp_branch.text_proj is not None
+    shared = build("sam_ptx", {"text_projection": "shared"}, tiny_sam_checkpoint, tiny_clip).sam.image_encoder.blocks
+    assert shared[0].mlp_branch.text_proj is shared[-1].mlp_branch.text_proj
+    assert block.mlp_branch.text_proj is not model.sam.image_encoder.blocks[-1].mlp_branch.text_proj
     elsewhere = build("sam_ptx", {"inject": "decoder"}, tiny_sam_checkpoint, tiny_clip)
     assert elsewhere.sam.image_encoder.blocks[0].mlp_branch.text_proj is None
     assert elsewhere.method.text_proj is not None
@@ -135,7 +139,8 @@ def test_class_embeddings_are_computed_once_per_class(tiny_sam_checkpoint, tiny_
 
 
 @pytest.mark.parametrize("options", [{"blocks": [9]}, {"placement": "attn"}, {"width": 0}, {"inject": "neck"},
-                                     {"text_into": "mlp+mhsa"}, {"blocks": []}])
+                                     {"text_into": "mlp+mhsa"}, {"blocks": []},
+                                     {"text_projection": "each"}])
 def test_bad_options_are_one_clear_error(options, tiny_sam_checkpoint, tiny_clip):
     with pytest.raises(SamAdaptError):
         build("sam_ptx", options, tiny_sam_checkpoint, tiny_clip)

@@ -50,12 +50,13 @@ class ParallelBranch(nn.Module):
 
     With `text_proj` it is SAM-PTx's Parallel-Text Adapter: the class embedding, projected to the token width,
     is added to every token of the adapter's input (x' = x + t~). Without it, SU-SAM's parallel adapter.
-    `up` is zero-initialised (Bottleneck), so a new branch adds exactly zero.
+    `up` is zero-initialised (Bottleneck), so a new branch adds exactly zero. `text_proj` may be shared by
+    several branches (one W_t for the whole encoder) or each branch's own.
     """
 
-    def __init__(self, dim: int, width: int, scale: float, act: str, text_dim: int | None = None) -> None:
+    def __init__(self, dim: int, width: int, scale: float, act: str, text_proj: TextProjection | None = None) -> None:
         super().__init__()
-        self.text_proj = TextProjection(text_dim, dim, act) if text_dim is not None else None
+        self.text_proj = text_proj
         self.bottleneck = Bottleneck(dim, width, scale, ACTIVATIONS[act])
 
     def forward(self, x: torch.Tensor, context: dict) -> torch.Tensor:

@@ -5,7 +5,8 @@ parallel_adapter: in every chosen encoder block, a bottleneck up(act(down(x))) *
 sam_ptx: the same adapters, and the frozen pooled text embedding t of the class prompt (CLIP ViT-B/32 in the
 paper) reaches SAM at one place, `inject`:
   encoder (the paper's method): inside the adapters listed in `text_into` (default the MLP-parallel ones only),
-      each adapter's own act(W_t t) is added to every token of its input before the bottleneck;
+      each adapter's own act(W_t t) (or one shared W_t: text_projection "shared") is added to every token of
+      its input before the bottleneck;
   prompt:  act(W_t t), projected to the prompt width, is a sparse prompt token: it fills the empty
       "not a point" slot SAM appends to point-only prompts (appended as a new token when there is no slot);
   decoder: act(W_t t), projected to the decoder width, is added to every image token the mask decoder reads
@@ -57,8 +58,8 @@ class ParallelAdapter(Method):
         self.block_choice, self.width, self.scale, self.act, self.placement = blocks, width, scale, act, placement
         self.block_indices: list[int] = []
 
-    def _text_dim_for(self, branch: str) -> int | None:
-        """Width of the text a branch ("mlp" / "mhsa") reads; None for a text-free adapter."""
+    def _text_projection_for(self, branch: str, dim: int) -> TextProjection | None:
+        """The act(W_t t) a branch ("mlp" / "mhsa") adds to its input; None for a text-free adapter."""
         return None
 
     def attach(self, sam: Sam, text_dim: int | None) -> None:
@@ -70,7 +71,7 @@ class ParallelAdapter(Method):
             raise SamAdaptError(f"blocks {bad} out of range: this SAM's encoder has blocks 0..{depth - 1}")
 
         def branch(kind: str) -> ParallelBranch:
-            return ParallelBranch(dim, self.width, self.scale, self.act, self._text_dim_for(kind))
+            return ParallelBranch(dim, self.width, self.scale, self.act, self._text_projection_for(kind, dim))
 
         def wrap(i: int, block) -> BlockWrapper:
             attn = branch("mhsa") if self.placement == "mlp+mhsa" else None
@@ -101,19 +102,28 @@ class SamPtx(ParallelAdapter):
         placement: Literal["mlp", "mlp+mhsa"] = "mlp",
         text_into: Literal["mlp", "mlp+mhsa"] = "mlp",
         inject: Literal["encoder", "prompt", "decoder"] = "encoder",
+        text_projection: Literal["per_adapter", "shared"] = "per_adapter",
     ) -> None:
-        """text_into: which adapters read the text (encoder injection); it needs the same adapters in placement."""
+        """text_into: which adapters read the text (encoder injection); it needs the same adapters in placement.
+        text_projection: each text-reading adapter has its own W_t (default), or one W_t serves them all."""
         super().__init__(blocks, width, scale, act, placement)
         _check_choice("text_into", text_into, PLACEMENTS)
         _check_choice("inject", inject, ("encoder", "prompt", "decoder"))
+        _check_choice("text_projection", text_projection, ("per_adapter", "shared"))
         if text_into == "mlp+mhsa" and placement != "mlp+mhsa":
             raise SamAdaptError("text_into mlp+mhsa needs MHSA-parallel adapters: set placement: mlp+mhsa")
-        self.text_into, self.inject = text_into, inject
+        self.text_into, self.inject, self.text_projection = text_into, inject, text_projection
         self.pooled_dim: int | None = None
+        self.shared_text_proj: TextProjection | None = None
 
-    def _text_dim_for(self, branch: str) -> int | None:
-        reads_text = self.inject == "encoder" and (branch == "mlp" or self.text_into == "mlp+mhsa")
-        return self.pooled_dim if reads_text else None
+    def _text_projection_for(self, branch: str, dim: int) -> TextProjection | None:
+        if self.inject != "encoder" or (branch == "mhsa" and self.text_into == "mlp"):
+            return None
+        if self.text_projection == "per_adapter":
+            return TextProjection(self.pooled_dim, dim, self.act)
+        if self.shared_text_proj is None:  # lives in this method; the branches only point at it
+            self.shared_text_proj = TextProjection(self.pooled_dim, dim, self.act)
+        return self.shared_text_proj
 
     def attach(self, sam: Sam, text_dim: int | None) -> None:
         if text_dim is None:
