@@ -4,18 +4,21 @@ The model section of the configs (the experiment's sibling base.yaml first, then
 later file replaces a key of `model:` whole, as LightningCLI does) builds the SamAdaptModel exactly as training
 would, without data or trainer. Missing weight files are not needed for counting: SAM is built with random
 weights when its checkpoint file does not exist, and CLIP's text tower with random weights when its pretrained
-weights are not cached (same architecture, same count). A BERT-family encoder that cannot be found is an error.
+weights are not cached (same architecture, same count); `bert-base-uncased` likewise, from transformers'
+BertConfig defaults, which are that model's configuration. Any other text encoder that cannot be found is an error.
 """
 
 import argparse
 import inspect
 import json
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 
 from samadapt.errors import MissingFileError, SamAdaptError
+from samadapt.text import TEXT_ENCODERS, TextEncoder
 
 # Part of the model a parameter belongs to, by its name; the first matching pattern wins.
 PARTS: tuple[tuple[str, str], ...] = (
@@ -65,6 +68,29 @@ def with_base(configs: list[Path]) -> list[Path]:
     return configs
 
 
+class RandomBertBase(TextEncoder):
+    """bert-base-uncased's architecture (transformers.BertConfig defaults) with random weights, for counting only."""
+
+    def __init__(self, **_: object) -> None:
+        super().__init__(cache_size=0)
+        from transformers import BertConfig, BertModel
+
+        self.model = BertModel(BertConfig())
+        self.dim = self.pooled_dim = int(self.model.config.hidden_size)
+        self.freeze()
+
+
+@contextmanager
+def text_encoder_replaced(kind: str, cls: type[TextEncoder]):
+    """Build `kind` text encoders as `cls` inside the block (the registry is a plain dict)."""
+    original = TEXT_ENCODERS[kind]
+    TEXT_ENCODERS[kind] = cls
+    try:
+        yield
+    finally:
+        TEXT_ENCODERS[kind] = original
+
+
 def build_for_counting(settings: dict) -> tuple["object", dict[str, str]]:
     """SamAdaptModel from the settings; weights that are missing on disk are replaced by random ones."""
     from samadapt.model import SamAdaptModel
@@ -81,11 +107,15 @@ def build_for_counting(settings: dict) -> tuple["object", dict[str, str]]:
     try:
         model = SamAdaptModel(**{**args, "text_options": text_options})
     except MissingFileError as err:
-        if settings["text_encoder"] != "clip":
+        if settings["text_encoder"] == "clip":
+            text_options["pretrained"] = None  # same architecture, random weights: the count is the same
+            model = SamAdaptModel(**{**args, "text_options": text_options})
+        elif settings["text_encoder"] == "bert" and text_options.get("name_or_path") == "bert-base-uncased":
+            with text_encoder_replaced("bert", RandomBertBase):
+                model = SamAdaptModel(**{**args, "text_options": text_options})
+        else:
             raise
-        text_options["pretrained"] = None  # same architecture, random weights: the count is the same
-        model = SamAdaptModel(**{**args, "text_options": text_options})
-        weights["text"] = f"random (pretrained CLIP weights not found: {err.path})"
+        weights["text"] = f"random ({settings['text_encoder']} weights not found: {err.path})"
     if settings["text_encoder"] and "text" not in weights:
         weights["text"] = str(text_options.get("pretrained") or text_options.get("name_or_path") or "default")
     return model, weights
