@@ -140,7 +140,7 @@ def test_class_embeddings_are_computed_once_per_class(tiny_sam_checkpoint, tiny_
 
 @pytest.mark.parametrize("options", [{"blocks": [9]}, {"placement": "attn"}, {"width": 0}, {"inject": "neck"},
                                      {"text_into": "mlp+mhsa"}, {"blocks": []},
-                                     {"text_projection": "each"}])
+                                     {"text_projection": "each"}, {"inject": "prompt", "act": "relu"}])
 def test_bad_options_are_one_clear_error(options, tiny_sam_checkpoint, tiny_clip):
     with pytest.raises(SamAdaptError):
         build("sam_ptx", options, tiny_sam_checkpoint, tiny_clip)

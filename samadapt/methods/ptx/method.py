@@ -1,4 +1,4 @@
-"""SU-SAM's parallel adapter (baseline) and SAM-PTx's parallel-text adapter (Jalilian et al., arXiv 2508.00213).
+"""SU-SAM's parallel adapter (baseline) and SAM-PTx's parallel-text adapter (arXiv 2508.00213).
 
 parallel_adapter: in every chosen encoder block, a bottleneck up(act(down(x))) * scale runs parallel to the MLP
 (placement "mlp") or to both the MLP and the attention ("mlp+mhsa"); `up` starts at zero.
@@ -110,6 +110,8 @@ class SamPtx(ParallelAdapter):
         _check_choice("text_into", text_into, PLACEMENTS)
         _check_choice("inject", inject, ("encoder", "prompt", "decoder"))
         _check_choice("text_projection", text_projection, ("per_adapter", "shared"))
+        if inject != "encoder" and act == "relu":  # relu'(0) = 0: a zero-initialised W_t would never move
+            raise SamAdaptError(f"inject {inject} starts W_t at zero and needs act: gelu (relu would never train it)")
         if text_into == "mlp+mhsa" and placement != "mlp+mhsa":
             raise SamAdaptError("text_into mlp+mhsa needs MHSA-parallel adapters: set placement: mlp+mhsa")
         self.text_into, self.inject, self.text_projection = text_into, inject, text_projection
