@@ -117,6 +117,12 @@ def _export(argv: list[str]) -> None:
     main(argv)
 
 
+def _params(argv: list[str]) -> None:
+    from samadapt.params import main
+
+    main(argv)
+
+
 def finish_wandb() -> None:
     """Close the W&B run, if one is open, so the next run in this process starts its own."""
     wandb = sys.modules.get("wandb")
@@ -130,6 +136,7 @@ EXTRA_VERBS = {
     "inspect-data": (_inspect_data, "report samples per split, prompts and vocabulary, and draw a PNG grid"),
     "prepare-demo": (_prepare_demo, "write the demo data and pretrain the tiny stand-in SAM"),
     "evaluate-masks": (_evaluate_masks, "metrics of a folder of predicted mask PNGs against ground-truth PNGs"),
+    "params": (_params, "total and trainable parameter counts by part for --config experiments/<exp>.yaml"),
     "demo": (_demo, "the end-to-end demo: data, tiny SAM, every method trained, evaluated, compared"),
     "compare": (_compare, "compare run folders (their results.json): markdown table and bar chart"),
     "segment": (_segment, "segment images with a trained checkpoint: mask and overlay PNGs"),

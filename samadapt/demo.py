@@ -1,6 +1,7 @@
 """`samadapt demo`: the whole loop on the CPU with nothing downloaded.
 
-1. a synthetic referring dataset in the RefCOCO layout (`samadapt synth`);
+1. a synthetic referring dataset in the RefCOCO layout (`samadapt synth`), and a synthetic class-aware one in
+   the Folder layout (data_modules/synth_classaware.py) for the class-prompted adapters;
 2. a tiny SAM pretrained on it with point and box prompts, saved as an official-format checkpoint;
 3. every method trained on top of that frozen SAM from its experiment file (experiments/demo_*.yaml);
 4. all evaluated on the synthetic test splits: metrics.json, report.md and examples.png in the output folder.
@@ -24,11 +25,19 @@ DEMO_METHODS = {
     "shallow_fusion": "demo_shapes",
     "edit": "demo_edit",
     "ldit": "demo_ldit",
+    "parallel_adapter": "demo_parallel_adapter",
+    "sam_ptx": "demo_ptx",
+}
+# Test data of each demo method, when it is not the referring shapes: name -> (folder under out/data, label).
+REFERRING = ("", "synthetic referring shapes (testA + testB)")
+DEMO_DATA = {
+    "parallel_adapter": ("classaware", "synthetic class-aware shapes (test)"),
+    "sam_ptx": ("classaware", "synthetic class-aware shapes (test)"),
 }
 METRIC_KEYS = ("oIoU", "mIoU", "P@0.5", "P@0.7", "P@0.9")
 
 
-def build_cli(experiment: str, out: Path, overrides: list[str], run_name: str):
+def build_cli(experiment: str, out: Path, overrides: list[str], run_name: str, data_folder: str = ""):
     """A LightningCLI (not yet run) for base.yaml + `experiment`, with logs and data under `out`."""
     local = {  # a third config layer: where this demo writes, so it never touches ./runs of the caller
         "trainer": {
@@ -41,7 +50,7 @@ def build_cli(experiment: str, out: Path, overrides: list[str], run_name: str):
                                "name": run_name, "group": "shapes", "tags": [run_name]}},
             ],
         },
-        "data": {"init_args": {"root": str(out / "data")}},
+        "data": {"init_args": {"root": str(out / "data" / data_folder)}},
     }
     local_file = out / run_name / "demo_paths.yaml"
     local_file.parent.mkdir(parents=True, exist_ok=True)
@@ -59,6 +68,7 @@ def prepare(out: Path, num_train: int, num_eval: int, pretrain_steps: int | None
     if not (out / "data" / "shapes" / "instances.json").exists():
         write_synthetic_refcoco(out / "data", dataset="shapes", num_train=num_train, num_eval=num_eval, seed=0)
         print(f"[demo] synthetic data written to {out / 'data'}")
+    prepare_classaware(out, num_train, num_eval)
     checkpoint = out / "tiny_sam.pth"
     if not checkpoint.exists():
         overrides = [f"--trainer.max_steps={pretrain_steps}"] if pretrain_steps else []
@@ -71,9 +81,19 @@ def prepare(out: Path, num_train: int, num_eval: int, pretrain_steps: int | None
     return checkpoint
 
 
+def prepare_classaware(out: Path, num_train: int, num_eval: int) -> None:
+    """The class-aware shapes (two touching shapes, one click on their edge, the class name decides)."""
+    from data_modules.synth_classaware import write_classaware_shapes
+
+    root = out / "data" / "classaware"
+    if not (root / "test" / "points.json").exists():
+        write_classaware_shapes(root, num_train=num_train, num_eval=num_eval, seed=0)
+        print(f"[demo] synthetic class-aware data written to {root}")
+
+
 def train_and_test(method: str, experiment: str, out: Path, checkpoint: Path, steps: int | None):
     overrides = [f"--model.sam_checkpoint={checkpoint}"] + ([f"--trainer.max_steps={steps}"] if steps else [])
-    cli = build_cli(experiment, out, overrides, method)
+    cli = build_cli(experiment, out, overrides, method, DEMO_DATA.get(method, REFERRING)[0])
     start = time.perf_counter()
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     seconds = time.perf_counter() - start
@@ -81,17 +101,28 @@ def train_and_test(method: str, experiment: str, out: Path, checkpoint: Path, st
     finish_wandb()
     scores = {k: float(cli.trainer.callback_metrics[f"test/{k}"]) for k in METRIC_KEYS}
     counts = cli.model.parameter_counts()
-    return cli, {**scores, "trainable_params": counts["trainable_params"], "train_seconds": round(seconds, 1)}
+    return cli, {**scores, "trainable_params": counts["trainable_params"], "train_seconds": round(seconds, 1),
+                 "data": DEMO_DATA.get(method, REFERRING)[1]}
 
 
 def write_report(run_dirs: list[Path], out: Path) -> None:
     """report.md and report.png: `samadapt compare` over this demo's runs."""
     from samadapt.compare import write_comparison
 
-    write_comparison(run_dirs, out / "report.md", "oIoU", "samadapt demo: synthetic referring shapes (examples.png)")
+    write_comparison(run_dirs, out / "report.md", "oIoU",
+                     "samadapt demo: synthetic tasks (examples*.png, one per test data)")
 
 
-def write_examples(clis: dict, out: Path, count: int = 4) -> None:
+def write_all_examples(clis: dict, out: Path) -> None:
+    """examples.png for the methods on the first method's test data, examples_<folder>.png for each other data."""
+    groups: dict[str, dict] = {}
+    for method, cli in clis.items():
+        groups.setdefault(DEMO_DATA.get(method, REFERRING)[0], {})[method] = cli
+    for i, (folder, group) in enumerate(groups.items()):
+        write_examples(group, out, name="examples.png" if i == 0 else f"examples_{folder or 'referring'}.png")
+
+
+def write_examples(clis: dict, out: Path, count: int = 4, name: str = "examples.png") -> None:
     """Image, ground truth and every method's prediction for a few test expressions."""
     import matplotlib
 
@@ -110,6 +141,7 @@ def write_examples(clis: dict, out: Path, count: int = 4) -> None:
         cli.model.eval()
         with torch.no_grad():
             preds[method] = cli.model.predict_step(batch, 0)["mask"][:, 0]
+    show_points = "points" in next(iter(first.model.eval_kinds.values()))
     cols = 2 + len(preds)
     fig, axes = plt.subplots(len(samples), cols, figsize=(2.4 * cols, 2.5 * len(samples)), squeeze=False)
     overlay = np.array([1.0, 0.15, 0.6, 0.0])  # magenta, drawn only where the mask is on
@@ -119,6 +151,9 @@ def write_examples(clis: dict, out: Path, count: int = 4) -> None:
         for col, (title, mask) in enumerate(panels):
             ax = axes[row][col]
             ax.imshow(image)
+            if show_points:  # the click(s) the methods were prompted with
+                xy = sample["points"][sample["point_labels"] == 1]
+                ax.scatter(xy[:, 0], xy[:, 1], s=18, c="white", edgecolors="black", linewidths=0.8)
             if mask is not None:
                 layer = np.zeros((*mask.shape, 4))
                 layer[mask.bool().numpy()] = overlay + np.array([0, 0, 0, 0.6])
@@ -126,7 +161,7 @@ def write_examples(clis: dict, out: Path, count: int = 4) -> None:
             ax.set_title(title if col else f'"{sample["text"]}"', fontsize=8)
             ax.axis("off")
     fig.tight_layout()
-    atomic_write(out / "examples.png", lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
+    atomic_write(out / name, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
     plt.close(fig)
 
 
@@ -158,6 +193,6 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[demo] {method}: " + ", ".join(f"{k} {results[method][k]:.3f}" for k in METRIC_KEYS))
     atomic_write_json(results, args.out / "metrics.json")
     write_report([Path(cli.trainer.log_dir) for cli in clis.values()], args.out)
-    write_examples(clis, args.out)
+    write_all_examples(clis, args.out)
     print((args.out / "report.md").read_text())
-    print(f"[demo] done in {time.perf_counter() - start:.0f} s: {args.out}/metrics.json, report.md, examples.png")
+    print(f"[demo] done in {time.perf_counter() - start:.0f} s: {args.out}/metrics.json, report.md, examples*.png")

@@ -56,6 +56,7 @@ class SamAdaptModel(nn.Module):
             raise SamAdaptError(f"method {method!r} reads text: set model.text_encoder (bert or clip)")
         if train_text_encoder and self.text_encoder is None:
             raise SamAdaptError("train_text_encoder needs a text encoder: set model.text_encoder")
+        self.method.text_pooled_dim = self.text_encoder.pooled_dim if self.text_encoder else None
         self.method.attach(self.sam, self.text_encoder.dim if self.text_encoder else None)
         if activation_checkpointing:  # after attach: the method's wrapped blocks are what gets checkpointed
             checkpoint_encoder_blocks(self.sam.image_encoder)

@@ -24,13 +24,20 @@ def data_class_path(name):
     return (exp.get("data") or {}).get("class_path", REFCOCO_DATA)
 
 
-def tiny_overrides(checkpoint, shapes_root, bert, steps=2, data_root=None):
-    """Shrink any experiment to the tiny SAM and tiny data; `data_root` for DataModules other than RefCOCO's."""
+def text_encoder_kind(name):
+    return ((yaml.safe_load((REPO / f"experiments/{name}.yaml").read_text()) or {}).get("model") or {}).get(
+        "text_encoder")
+
+
+def tiny_overrides(checkpoint, shapes_root, bert, steps=2, data_root=None, clip=None):
+    """Shrink any experiment to the tiny SAM and tiny data; `data_root` for DataModules other than RefCOCO's;
+    `clip` (text_options of a tiny CLIP) for experiments whose text encoder is CLIP."""
+    text = f"--model.text_options={json.dumps(clip)}" if clip else f"--model.text_options.name_or_path={bert}"
     common = [
         f"--trainer.max_steps={steps}", "--trainer.limit_val_batches=1", "--trainer.num_sanity_val_steps=0",
         "--trainer.accelerator=cpu", "--trainer.log_every_n_steps=1",
         "--model.sam_variant=tiny", f"--model.sam_checkpoint={checkpoint}", "--model.image_size=64",
-        f"--model.text_options.name_or_path={bert}",
+        text,
         "--data.init_args.image_size=64", "--data.init_args.batch_size=2", "--data.init_args.eval_batch_size=2",
         "--data.init_args.num_workers=0", "--data.init_args.max_eval_samples=4",
     ]
@@ -46,11 +53,12 @@ def configs(name):
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_runs_two_steps(experiment, tiny_sam_checkpoint, shapes_root, tiny_bert, tiny_layouts,
-                                         tmp_path, monkeypatch):
+                                         tiny_clip, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # base.yaml logs to ./runs
     class_path = data_class_path(experiment)
     data_root = None if class_path == REFCOCO_DATA else tiny_layouts[class_path]
-    overrides = tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert, data_root=data_root)
+    clip = tiny_clip if text_encoder_kind(experiment) == "clip" else None
+    overrides = tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert, data_root=data_root, clip=clip)
     main(["fit", *configs(experiment), *overrides,
           "--trainer.val_check_interval=2", "--trainer.check_val_every_n_epoch=null",
           "--model.global_batch_size=null"])

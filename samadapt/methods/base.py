@@ -21,6 +21,9 @@ class Method(nn.Module):
     # Whether anything trainable or input-dependent runs inside the image encoder. When False the image
     # embedding depends on the image alone and may be computed once and reused.
     conditions_encoder: bool = False
+    # Width of the text encoder's pooled vector (TextFeatures.pooled), set by SamAdaptModel before `attach`
+    # for methods that read one sentence embedding rather than the tokens (`text_dim` is the token width).
+    text_pooled_dim: int | None = None
 
     def __init__(self) -> None:
         super().__init__()

@@ -1,0 +1,3 @@
+from samadapt.methods.ptx.method import ParallelAdapter, SamPtx
+
+__all__ = ["ParallelAdapter", "SamPtx"]
