@@ -25,8 +25,9 @@ TEXTS = ["a photo of a circle", "a photo of a square"]
 def build(method, options, checkpoint, clip):
     torch.manual_seed(0)
     uses_text = method == "sam_ptx"
+    # SAM's own attention, so "step 0 equals frozen SAM" is exact (fused attention's parity: test_fused_attention)
     return SamAdaptModel("tiny", checkpoint, TEST_SIZE, method, options, "clip" if uses_text else None,
-                         clip if uses_text else None)
+                         clip if uses_text else None, fused_attention=False)
 
 
 def make_batch():
