@@ -55,7 +55,9 @@ class SamAdaptModule(L.LightningModule):
                 every sample draws one combination with these weights.
             eval_prompts: the combination used in validation and test, or a list of them: each is evaluated
                 (logged as val/<combination>/oIoU) and the first one is also logged as val/oIoU.
-            loss_weights: terms of the loss, default {"bce": 1, "dice": 1, "iou": 1} (iou trains the IoU head).
+            loss_weights: terms of the loss, default {"bce": 1, "dice": 1, "iou": 1} (iou trains the IoU head);
+                SAM's own recipe is {"focal": 20, "dice": 1, "iou": 1}. A method's auxiliary terms (plm with PMM:
+                "pmm") are added in training with the weight given here, 1 when not given.
             optimizer, lr, betas, weight_decay: Adam(W) over the trainable parameters only.
             scheduler, warmup_steps / warmup_epochs: linear warm-up, then constant or cosine to zero.
             ema_decay: keep an EMA of the trainable weights and evaluate with it (DIT: 0.999 or so).
@@ -76,7 +78,11 @@ class SamAdaptModule(L.LightningModule):
         self.train_kinds = {k: parse_prompt_kinds(k) for k in self.train_prompts}
         if any(w < 0 for w in self.train_prompts.values()) or sum(self.train_prompts.values()) <= 0:
             raise SamAdaptError(f"train_prompts weights must be >= 0 with a positive sum, got {self.train_prompts}")
-        self.loss = SegmentationLoss(loss_weights or {"bce": 1.0, "dice": 1.0, "iou": 1.0})
+        weights = dict(loss_weights or {"bce": 1.0, "dice": 1.0, "iou": 1.0})
+        # Terms the method adds itself (e.g. PMM's point distance), weight 1 unless loss_weights names them.
+        method_terms = self.model.method.auxiliary_loss_names
+        self.auxiliary_weights = {name: float(weights.pop(name, 1.0)) for name in method_terms}
+        self.loss = SegmentationLoss(weights)
         self.val_metrics = self._metrics()
         self.test_metrics = torch.nn.ModuleList()
         self.test_pooled = self._metrics()  # every test split together
@@ -135,7 +141,11 @@ class SamAdaptModule(L.LightningModule):
     def step_loss(self, batch: dict, prompt_kinds: list[frozenset[str]]) -> tuple[torch.Tensor, dict]:
         """Total loss and its parts for one batch, sample i prompted with prompt_kinds[i]."""
         low_res, iou_pred = self.model(batch, prompt_kinds)
-        return self.loss(self.model.upsample(low_res), batch["mask"], iou_pred)
+        loss, parts = self.loss(self.model.upsample(low_res), batch["mask"], iou_pred)
+        for name, value in self.model.method.auxiliary_losses(batch, low_res).items():
+            loss = loss + self.auxiliary_weights[name] * value
+            parts[name] = value.detach()
+        return loss, parts
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         start = time.perf_counter()

@@ -5,6 +5,7 @@ from samadapt.methods.base import Method
 from samadapt.methods.decoder_only import DecoderOnly
 from samadapt.methods.dit import DeepInstructionTuning
 from samadapt.methods.full import FullFinetune
+from samadapt.methods.prompt_learning import PromptLearning
 from samadapt.methods.shallow_fusion import ShallowFusion
 
 METHODS: dict[str, type[Method]] = {
@@ -13,6 +14,7 @@ METHODS: dict[str, type[Method]] = {
     "add_decoder_layers": AddDecoderLayers,
     "dit": DeepInstructionTuning,
     "full": FullFinetune,
+    "plm": PromptLearning,
 }
 
 

@@ -5,7 +5,9 @@ A method
   submodules there (see `injection.py`: parallel branches, extra tokens in encoder blocks);
 - may condition the image encoder on per-image inputs (text features) through `encode`;
 - may add or transform the decoder's prompt embeddings in `prompt_embeddings`;
-- declares exactly which modules train in `trainable_modules`; the LightningModule checks that nothing else does.
+- declares exactly which modules train in `trainable_modules`; the LightningModule checks that nothing else does;
+- may return extra training loss terms from `auxiliary_losses` (names in `auxiliary_loss_names`), which the
+  LightningModule adds to the segmentation loss, each with its weight from `loss_weights` (default 1).
 """
 
 import torch
@@ -21,6 +23,7 @@ class Method(nn.Module):
     # Whether anything trainable or input-dependent runs inside the image encoder. When False the image
     # embedding depends on the image alone and may be computed once and reused.
     conditions_encoder: bool = False
+    auxiliary_loss_names: tuple[str, ...] = ()  # the terms `auxiliary_losses` can return
 
     def __init__(self) -> None:
         super().__init__()
@@ -54,3 +57,7 @@ class Method(nn.Module):
         `text` holds this sample's unpadded tokens (1,L,D) or is None when the batch has no text prompt.
         """
         return sparse, dense
+
+    def auxiliary_losses(self, batch: dict, low_res_logits: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Extra loss terms of the training forward that just ran on `batch` (its logits (B,1,h,w)); none by default."""
+        return {}
