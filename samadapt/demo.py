@@ -4,6 +4,8 @@
 2. a tiny SAM pretrained on it with point and box prompts, saved as an official-format checkpoint;
 3. every method trained on top of that frozen SAM from its experiment file (experiments/demo_*.yaml);
 4. all evaluated on the synthetic test splits: metrics.json, report.md and examples.png in the output folder.
+Prompt learning has its own task (data_modules/nested_shapes.py: a point on a small shape inside a larger one
+means the larger one), with the frozen SAM and decoder fine-tuning given the same point as references.
 """
 
 import argparse
@@ -24,7 +26,11 @@ DEMO_METHODS = {
     "shallow_fusion": "demo_shapes",
     "edit": "demo_edit",
     "ldit": "demo_ldit",
+    "frozen_point": "demo_frozen_point",
+    "samf": "demo_samf",
+    "plm": "demo_plm",
 }
+NESTED_METHODS = ("frozen_point", "samf", "plm")  # the methods on the nested-shapes task, not the referring one
 METRIC_KEYS = ("oIoU", "mIoU", "P@0.5", "P@0.7", "P@0.9")
 
 
@@ -53,12 +59,16 @@ def build_cli(experiment: str, out: Path, overrides: list[str], run_name: str):
 
 def prepare(out: Path, num_train: int, num_eval: int, pretrain_steps: int | None) -> Path:
     """Synthetic data and the pretrained tiny SAM (each made once; delete them to redo)."""
+    from data_modules.nested_shapes import write_nested_shapes
     from data_modules.synth import write_synthetic_refcoco
     from samadapt.sam import save_sam_checkpoint
 
     if not (out / "data" / "shapes" / "instances.json").exists():
         write_synthetic_refcoco(out / "data", dataset="shapes", num_train=num_train, num_eval=num_eval, seed=0)
         print(f"[demo] synthetic data written to {out / 'data'}")
+    if not (out / "data" / "nested").exists():
+        write_nested_shapes(out / "data" / "nested", (("train", num_train), ("val", num_eval), ("test", 2 * num_eval)))
+        print(f"[demo] nested-shapes data written to {out / 'data' / 'nested'}")
     checkpoint = out / "tiny_sam.pth"
     if not checkpoint.exists():
         overrides = [f"--trainer.max_steps={pretrain_steps}"] if pretrain_steps else []
@@ -72,6 +82,8 @@ def prepare(out: Path, num_train: int, num_eval: int, pretrain_steps: int | None
 
 
 def train_and_test(method: str, experiment: str, out: Path, checkpoint: Path, steps: int | None):
+    untrained = yaml.safe_load((EXPERIMENTS / f"{experiment}.yaml").read_text())["trainer"]["max_steps"] == 0
+    steps = None if untrained else steps  # a reference row stays untrained under --steps
     overrides = [f"--model.sam_checkpoint={checkpoint}"] + ([f"--trainer.max_steps={steps}"] if steps else [])
     cli = build_cli(experiment, out, overrides, method)
     start = time.perf_counter()
@@ -85,18 +97,23 @@ def train_and_test(method: str, experiment: str, out: Path, checkpoint: Path, st
 
 
 def write_report(results: dict, out: Path) -> None:
-    lines = ["# samadapt demo: synthetic referring shapes (testA + testB)", "",
-             "| method | " + " | ".join(METRIC_KEYS) + " | trainable params | train s |",
-             "|---" * (len(METRIC_KEYS) + 3) + "|"]
+    lines = ["# samadapt demo: synthetic referring shapes (testA + testB) and nested shapes (test)", "",
+             "| method | task | " + " | ".join(METRIC_KEYS) + " | trainable params | train s |",
+             "|---" * (len(METRIC_KEYS) + 4) + "|"]
     for method, r in results.items():
         cells = [f"{r[k]:.3f}" for k in METRIC_KEYS] + [f"{r['trainable_params']:,}", f"{r['train_seconds']:.0f}"]
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    lines += ["", "IoUs are fractions in [0, 1]; P@k counts IoU > k. Examples: examples.png."]
+        task = "nested, 1 point" if method in NESTED_METHODS else "referring"
+        lines.append(f"| {method} | {task} | " + " | ".join(cells) + " |")
+    lines += ["", "IoUs are fractions in [0, 1]; P@k counts IoU > k. Rows compare within a task only. "
+              "Examples: examples.png (referring), examples_nested.png (nested: the target is the outer shape).",
+              "frozen_point has trainable parameters but takes no step: it is the frozen SAM."]
     atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
 
 
-def write_examples(clis: dict, out: Path, count: int = 4) -> None:
-    """Image, ground truth and every method's prediction for a few test expressions."""
+def write_examples(clis: dict, out: Path, count: int = 4, name: str = "examples.png") -> None:
+    """Image, ground truth and every method's prediction for a few test expressions (methods of one task)."""
+    if not clis:
+        return
     import matplotlib
 
     matplotlib.use("Agg")
@@ -130,7 +147,7 @@ def write_examples(clis: dict, out: Path, count: int = 4) -> None:
             ax.set_title(title if col else f'"{sample["text"]}"', fontsize=8)
             ax.axis("off")
     fig.tight_layout()
-    atomic_write(out / "examples.png", lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
+    atomic_write(out / name, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
     plt.close(fig)
 
 
@@ -162,6 +179,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[demo] {method}: " + ", ".join(f"{k} {results[method][k]:.3f}" for k in METRIC_KEYS))
     atomic_write_json(results, args.out / "metrics.json")
     write_report(results, args.out)
-    write_examples(clis, args.out)
+    write_examples({m: c for m, c in clis.items() if m not in NESTED_METHODS}, args.out)
+    write_examples({m: c for m, c in clis.items() if m in NESTED_METHODS}, args.out, name="examples_nested.png")
     print((args.out / "report.md").read_text())
     print(f"[demo] done in {time.perf_counter() - start:.0f} s: {args.out}/metrics.json, report.md, examples.png")

@@ -8,8 +8,10 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 
 from samadapt.ema import EMA
+from samadapt.embedding_cache import cache_plan
 from samadapt.errors import SamAdaptError
 from samadapt.losses import SegmentationLoss
 from samadapt.metrics import ReferringMetrics
@@ -29,6 +31,8 @@ class SamAdaptModule(L.LightningModule):
         train_image_encoder: bool = False,
         train_text_encoder: bool = False,
         embedding_cache_mb: float = 0.0,
+        embedding_cache_dir: str | None = None,
+        embedding_cache_disk_mb: float = 10240.0,
         train_prompts: dict[str, float] | None = None,
         eval_prompts: str | list[str] = "text",
         loss_weights: dict[str, float] | None = None,
@@ -51,6 +55,8 @@ class SamAdaptModule(L.LightningModule):
             train_image_encoder / train_text_encoder: also fine-tune SAM's image encoder / the text encoder.
             embedding_cache_mb: reuse image embeddings (at most this many MB) when the method leaves the image
                 encoder frozen and unconditioned; samples with random pixels (colour jitter) are never cached.
+            embedding_cache_dir / embedding_cache_disk_mb: also keep them on disk (at most this many MB), where
+                later runs with the same SAM weights find them.
             train_prompts: prompt mix for training, {"text": 1.0} or {"points": 0.3, "box": 0.3, "text": 0.4};
                 every sample draws one combination with these weights.
             eval_prompts: the combination used in validation and test, or a list of them: each is evaluated
@@ -68,7 +74,7 @@ class SamAdaptModule(L.LightningModule):
         self.save_hyperparameters()
         self.model = SamAdaptModel(
             sam_variant, sam_checkpoint, image_size, method, method_options, text_encoder, text_options,
-            train_image_encoder, train_text_encoder, embedding_cache_mb,
+            train_image_encoder, train_text_encoder, embedding_cache_mb, embedding_cache_dir, embedding_cache_disk_mb,
         )
         names = [eval_prompts] if isinstance(eval_prompts, str) else list(eval_prompts)
         if not names:
@@ -107,6 +113,8 @@ class SamAdaptModule(L.LightningModule):
         for logger in self.loggers:
             logger.log_hyperparams({**counts, "trainable_modules": self.model.trainable})
         self._prompt_rng = random.Random(self.trainer.global_rank + 1000 * (self.trainer.current_epoch + 1))
+        if self.model.embedding_cache is not None:
+            rank_zero_info(cache_plan(self.trainer.datamodule))
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # The frozen base is rebuilt from hparams["sam_checkpoint"]; keep megabytes, not the whole SAM.
