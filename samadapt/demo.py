@@ -34,6 +34,11 @@ NESTED_METHODS = ("frozen_point", "samf", "plm")  # the methods on the nested-sh
 METRIC_KEYS = ("oIoU", "mIoU", "P@0.5", "P@0.7", "P@0.9")
 
 
+def data_root(experiment: str) -> str:
+    """data.init_args.root of a demo experiment file (all of them live under runs/demo)."""
+    return yaml.safe_load((EXPERIMENTS / f"{experiment}.yaml").read_text())["data"]["init_args"]["root"]
+
+
 def build_cli(experiment: str, out: Path, overrides: list[str], run_name: str):
     """A LightningCLI (not yet run) for base.yaml + `experiment`, with logs and data under `out`."""
     local = {  # a third config layer: where this demo writes, so it never touches ./runs of the caller
@@ -47,7 +52,8 @@ def build_cli(experiment: str, out: Path, overrides: list[str], run_name: str):
                                "name": run_name, "group": "shapes", "tags": [run_name]}},
             ],
         },
-        "data": {"init_args": {"root": str(out / "data")}},
+        # the experiment's data root, e.g. runs/demo/data/nested, moved under `out`
+        "data": {"init_args": {"root": str(out / Path(data_root(experiment)).relative_to("runs/demo"))}},
     }
     local_file = out / run_name / "demo_paths.yaml"
     local_file.parent.mkdir(parents=True, exist_ok=True)
