@@ -96,7 +96,6 @@ class SamAdaptModel(nn.Module):
 
     def forward(self, batch: dict, prompt_kinds: list[PromptKinds]) -> tuple[torch.Tensor, torch.Tensor]:
         """Low-res mask logits (B,1,4h,4w) and predicted IoU (B,1); sample i is prompted with prompt_kinds[i]."""
-        self.method.context.clear()  # per-forward state (e.g. what auxiliary losses read) starts empty
         with_text = torch.tensor(["text" in kinds for kinds in prompt_kinds])
         text = self.encode_text(batch["text"]) if with_text.any() else None
         if text is not None and not with_text.all():  # samples prompted without text see no text tokens
@@ -109,6 +108,7 @@ class SamAdaptModel(nn.Module):
         else:
             embeddings = self.method.encode(self.sam, batch["image"], text)
         logits, ious = [], []
+        self.method.context.clear()  # what the decoding below records (e.g. for auxiliary losses) starts empty
         for i, kinds in enumerate(prompt_kinds):
             sparse, dense = embed_prompts(
                 self.sam,
