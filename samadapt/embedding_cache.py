@@ -58,7 +58,9 @@ class DiskStore:
         except Exception:  # unreadable, truncated by another writer's crash, or foreign: forget it
             self._remove(name)
             return None
-        self.sizes[name] = path.stat().st_size
+        if name not in self.sizes:  # written by another process since this one started
+            self.sizes[name] = path.stat().st_size
+            self.bytes += self.sizes[name]
         self.sizes.move_to_end(name)
         return entry["value"]
 
