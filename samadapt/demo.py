@@ -5,6 +5,8 @@
 2. a tiny SAM pretrained on it with point and box prompts, saved as an official-format checkpoint;
 3. every method trained on top of that frozen SAM from its experiment file (experiments/demo_*.yaml);
 4. all evaluated on the synthetic test splits: metrics.json, report.md and examples.png in the output folder.
+Prompt learning has its own task (data_modules/nested_shapes.py: a point on a small shape inside a larger one
+means the larger one), with the frozen SAM and decoder fine-tuning given the same point as references.
 """
 
 import argparse
@@ -27,12 +29,18 @@ DEMO_METHODS = {
     "ldit": "demo_ldit",
     "parallel_adapter": "demo_parallel_adapter",
     "sam_ptx": "demo_ptx",
+    "frozen_point": "demo_frozen_point",
+    "samf": "demo_samf",
+    "plm": "demo_plm",
 }
 # Test data of each demo method, when it is not the referring shapes: name -> (folder under out/data, label).
 REFERRING = ("", "synthetic referring shapes (testA + testB)")
 DEMO_DATA = {
     "parallel_adapter": ("classaware", "synthetic class-aware shapes (test)"),
     "sam_ptx": ("classaware", "synthetic class-aware shapes (test)"),
+    "frozen_point": ("nested", "synthetic nested shapes, one point (test)"),
+    "samf": ("nested", "synthetic nested shapes, one point (test)"),
+    "plm": ("nested", "synthetic nested shapes, one point (test)"),
 }
 METRIC_KEYS = ("oIoU", "mIoU", "P@0.5", "P@0.7", "P@0.9")
 
@@ -62,6 +70,7 @@ def build_cli(experiment: str, out: Path, overrides: list[str], run_name: str, d
 
 def prepare(out: Path, num_train: int, num_eval: int, pretrain_steps: int | None) -> Path:
     """Synthetic data and the pretrained tiny SAM (each made once; delete them to redo)."""
+    from data_modules.nested_shapes import write_nested_shapes
     from data_modules.synth import write_synthetic_refcoco
     from samadapt.sam import save_sam_checkpoint
 
@@ -69,6 +78,9 @@ def prepare(out: Path, num_train: int, num_eval: int, pretrain_steps: int | None
         write_synthetic_refcoco(out / "data", dataset="shapes", num_train=num_train, num_eval=num_eval, seed=0)
         print(f"[demo] synthetic data written to {out / 'data'}")
     prepare_classaware(out, num_train, num_eval)
+    if not (out / "data" / "nested").exists():
+        write_nested_shapes(out / "data" / "nested", (("train", num_train), ("val", num_eval), ("test", 2 * num_eval)))
+        print(f"[demo] nested-shapes data written to {out / 'data' / 'nested'}")
     checkpoint = out / "tiny_sam.pth"
     if not checkpoint.exists():
         overrides = [f"--trainer.max_steps={pretrain_steps}"] if pretrain_steps else []
@@ -92,6 +104,8 @@ def prepare_classaware(out: Path, num_train: int, num_eval: int) -> None:
 
 
 def train_and_test(method: str, experiment: str, out: Path, checkpoint: Path, steps: int | None):
+    untrained = yaml.safe_load((EXPERIMENTS / f"{experiment}.yaml").read_text())["trainer"]["max_steps"] == 0
+    steps = None if untrained else steps  # a reference row stays untrained under --steps
     overrides = [f"--model.sam_checkpoint={checkpoint}"] + ([f"--trainer.max_steps={steps}"] if steps else [])
     cli = build_cli(experiment, out, overrides, method, DEMO_DATA.get(method, REFERRING)[0])
     start = time.perf_counter()

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from samadapt.embedding_cache import EmbeddingCache
+from samadapt.embedding_cache import EmbeddingCache, encoder_fingerprint
 from samadapt.errors import SamAdaptError
 from samadapt.methods import build_method
 from samadapt.prompt_checks import check_prompts
@@ -43,6 +43,8 @@ class SamAdaptModel(nn.Module):
         train_image_encoder: bool = False,
         train_text_encoder: bool = False,
         embedding_cache_mb: float = 0.0,
+        embedding_cache_dir: str | None = None,
+        embedding_cache_disk_mb: float = 10240.0,
         fused_attention: bool = True,
         activation_checkpointing: bool = False,
         compile: bool = False,
@@ -71,7 +73,13 @@ class SamAdaptModel(nn.Module):
         self.trainable, self.trainable_count = self._mark_trainable(extra)
         # Reusing embeddings is exact only when nothing trainable or text-dependent runs in the encoder.
         cacheable = not self.method.conditions_encoder and not train_image_encoder
-        self.embedding_cache = EmbeddingCache(embedding_cache_mb) if embedding_cache_mb > 0 and cacheable else None
+        self.embedding_cache = None
+        if cacheable and (embedding_cache_mb > 0 or embedding_cache_dir):
+            fingerprint = ""
+            if embedding_cache_dir:  # files outlive this SAM: file them under its weights' hash
+                fingerprint = encoder_fingerprint(self.sam.image_encoder, f"{self.sam.pixel_mean}{self.sam.pixel_std}")
+            self.embedding_cache = EmbeddingCache(embedding_cache_mb, embedding_cache_dir, embedding_cache_disk_mb,
+                                                  fingerprint)
 
     @property
     def image_size(self) -> int:
@@ -119,6 +127,7 @@ class SamAdaptModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode sample i's prompts (prompt_kinds[i] of the batch's points, box and text) on embeddings[i]."""
         logits, ious = [], []
+        self.method.context.clear()  # what the decoding below records (e.g. for auxiliary losses) starts empty
         for i, kinds in enumerate(prompt_kinds):
             sparse, dense = embed_prompts(
                 self.sam,

@@ -8,8 +8,10 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 
 from samadapt.ema import EMA
+from samadapt.embedding_cache import cache_plan
 from samadapt.errors import SamAdaptError
 from samadapt.evaluation import (
     EvalMetrics,
@@ -38,6 +40,8 @@ class SamAdaptModule(L.LightningModule):
         train_image_encoder: bool = False,
         train_text_encoder: bool = False,
         embedding_cache_mb: float = 0.0,
+        embedding_cache_dir: str | None = None,
+        embedding_cache_disk_mb: float = 10240.0,
         fused_attention: bool = True,
         activation_checkpointing: bool = False,
         compile: bool = False,
@@ -69,6 +73,8 @@ class SamAdaptModule(L.LightningModule):
             train_image_encoder / train_text_encoder: also fine-tune SAM's image encoder / the text encoder.
             embedding_cache_mb: reuse image embeddings (at most this many MB) when the method leaves the image
                 encoder frozen and unconditioned; samples with random pixels (colour jitter) are never cached.
+            embedding_cache_dir / embedding_cache_disk_mb: also keep them on disk (at most this many MB), where
+                later runs with the same SAM weights find them.
             fused_attention: SAM's encoder attention through scaled_dot_product_attention (same weights, same
                 outputs up to float rounding, faster); false runs the official code.
             activation_checkpointing: recompute each encoder block in backward instead of keeping its
@@ -78,7 +84,9 @@ class SamAdaptModule(L.LightningModule):
                 every sample draws one combination with these weights.
             eval_prompts: the combination used in validation and test, or a list of them: each is evaluated
                 (logged as val/<combination>/oIoU) and the first one is also logged as val/oIoU.
-            loss_weights: terms of the loss, default {"bce": 1, "dice": 1, "iou": 1} (iou trains the IoU head).
+            loss_weights: terms of the loss, default {"bce": 1, "dice": 1, "iou": 1} (iou trains the IoU head);
+                SAM's own recipe is {"focal": 20, "dice": 1, "iou": 1}. A method's auxiliary terms (plm with PMM:
+                "pmm") are added in training with the weight given here, 1 when not given.
             optimizer, lr, betas, weight_decay: Adam(W) over the trainable parameters only.
             scheduler, warmup_steps / warmup_epochs: linear warm-up, then constant or cosine to zero.
             ema_decay: keep an EMA of the trainable weights and evaluate with it (DIT: 0.999 or so).
@@ -99,8 +107,8 @@ class SamAdaptModule(L.LightningModule):
         self.save_hyperparameters()
         self.model = SamAdaptModel(
             sam_variant, sam_checkpoint, image_size, method, method_options, text_encoder, text_options,
-            train_image_encoder, train_text_encoder, embedding_cache_mb, fused_attention, activation_checkpointing,
-            compile,
+            train_image_encoder, train_text_encoder, embedding_cache_mb, embedding_cache_dir, embedding_cache_disk_mb,
+            fused_attention, activation_checkpointing, compile,
         )
         names = [eval_prompts] if isinstance(eval_prompts, str) else list(eval_prompts)
         if not names:
@@ -110,7 +118,11 @@ class SamAdaptModule(L.LightningModule):
         self.train_kinds = {k: parse_prompt_kinds(k) for k in self.train_prompts}
         if any(w < 0 for w in self.train_prompts.values()) or sum(self.train_prompts.values()) <= 0:
             raise SamAdaptError(f"train_prompts weights must be >= 0 with a positive sum, got {self.train_prompts}")
-        self.loss = SegmentationLoss(loss_weights or {"bce": 1.0, "dice": 1.0, "iou": 1.0})
+        weights = dict(loss_weights or {"bce": 1.0, "dice": 1.0, "iou": 1.0})
+        # Terms the method adds itself (e.g. PMM's point distance), weight 1 unless loss_weights names them.
+        method_terms = self.model.method.auxiliary_loss_names
+        self.auxiliary_weights = {name: float(weights.pop(name, 1.0)) for name in method_terms}
+        self.loss = SegmentationLoss(weights)
         check_threshold(threshold, threshold_on)
         if eval_resolution not in ("auto", "original", "model"):
             raise SamAdaptError(f"eval_resolution must be auto, original or model, got {eval_resolution!r}")
@@ -180,6 +192,8 @@ class SamAdaptModule(L.LightningModule):
         for logger in self.loggers:
             logger.log_hyperparams({**counts, "trainable_modules": self.model.trainable})
         self._prompt_rng = random.Random(self.trainer.global_rank + 1000 * (self.trainer.current_epoch + 1))
+        if self.model.embedding_cache is not None:
+            rank_zero_info(cache_plan(self.trainer.datamodule))
 
     def configure_callbacks(self) -> list[L.Callback]:
         from samadapt.resume import ExactResume  # random states in checkpoints, for exact resume
@@ -219,7 +233,11 @@ class SamAdaptModule(L.LightningModule):
     def step_loss(self, batch: dict, prompt_kinds: list[frozenset[str]]) -> tuple[torch.Tensor, dict]:
         """Total loss and its parts for one batch, sample i prompted with prompt_kinds[i]."""
         low_res, iou_pred = self.model(batch, prompt_kinds)
-        return self.loss(self.model.upsample(low_res), batch["mask"], iou_pred)
+        loss, parts = self.loss(self.model.upsample(low_res), batch["mask"], iou_pred)
+        for name, value in self.model.method.auxiliary_losses(batch, low_res).items():
+            loss = loss + self.auxiliary_weights[name] * value
+            parts[name] = value.detach()
+        return loss, parts
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         start = time.perf_counter()

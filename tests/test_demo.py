@@ -25,12 +25,14 @@ def test_demo_writes_metrics_report_and_examples(tmp_path, monkeypatch):
     for method, values in metrics.items():
         assert {"oIoU", "mIoU", "P@0.5", "P@0.7", "P@0.9", "trainable_params", "train_seconds"} <= set(values)
         assert all(0.0 <= values[k] <= 1.0 for k in ("oIoU", "mIoU", "P@0.5", "P@0.7", "P@0.9")), method
-        assert values["trainable_params"] > 0 and values["train_seconds"] > 0
+        assert values["trainable_params"] > 0 and (values["train_seconds"] > 0 or method == "frozen_point")
     assert metrics["shallow_fusion"]["trainable_params"] > metrics["decoder_only"]["trainable_params"]
 
     report = (out / "report.md").read_text()
     assert all(f"| {method} |" in report for method in DEMO_METHODS)
     assert (out / "examples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "examples_nested.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert metrics["frozen_point"]["trainable_params"] == metrics["samf"]["trainable_params"]  # same decoder
     assert not list(tmp_path.glob("runs"))  # the demo writes only under --out
 
 

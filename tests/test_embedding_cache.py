@@ -1,11 +1,20 @@
 """The image-embedding cache: same logits as no cache, used only where it is exact, bounded in size."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 import torch
 
 from data_modules import RefCocoDataModule
-from samadapt.embedding_cache import EmbeddingCache
+from data_modules.collate import collate_prompted
+from samadapt.embedding_cache import EmbeddingCache, cache_plan
 from samadapt.module import SamAdaptModule
 from tests.conftest import TEST_SIZE
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def module(checkpoint, cache_mb, method="decoder_only", **kw):
@@ -15,38 +24,118 @@ def module(checkpoint, cache_mb, method="decoder_only", **kw):
 
 
 def batches(shapes_root, count=3, **kw):
-    dm = RefCocoDataModule(shapes_root, dataset="shapes", image_size=TEST_SIZE, batch_size=4, eval_batch_size=4,
-                           test_splits=["testA"], **kw)
+    """`count` batches of 4 samples of 4 different images (one image twice in a batch sits in two rows, and the
+    encoder's rows of one batch differ in the last bits: that is the encoder, not the cache)."""
+    dm = RefCocoDataModule(shapes_root, dataset="shapes", image_size=TEST_SIZE, **kw)
     dm.setup("fit")
-    loader = iter(dm.val_dataloader())
-    return [next(loader) for _ in range(count)]
+    by_image = {}
+    for i in range(len(dm.train_set)):
+        sample = dm.train_set[i]
+        by_image.setdefault(sample["image_key"], sample)
+        if len(by_image) == 4 * count:
+            break
+    samples = list(by_image.values())[: 4 * count]
+    return [collate_prompted(samples[4 * b: 4 * b + 4]) for b in range(count)]
 
 
-def test_cached_and_uncached_training_match(tiny_sam_checkpoint, shapes_root):
-    """Same logits at every step and the same weights after training, up to float rounding (an embedding
-    computed in another batch composition differs in the last bits; plain SGD keeps that from growing)."""
-    plain, cached = module(tiny_sam_checkpoint, 0), module(tiny_sam_checkpoint, 64)
+@pytest.mark.parametrize("method", ["decoder_only", "plm"])
+@pytest.mark.parametrize("tier", ["memory", "disk"])
+def test_cached_and_uncached_training_match_exactly(tiny_sam_checkpoint, shapes_root, tmp_path, method, tier):
+    """The same logits, losses and weights at every step, bit for bit: a cached embedding is the one the encoder
+    gave (batches keep their composition here; a different one changes an embedding's last bits with or without
+    the cache)."""
+    disk = {"embedding_cache_dir": str(tmp_path / "cache")} if tier == "disk" else {}
+    memory_mb = 64 if tier == "memory" else 0
+    plain, cached = module(tiny_sam_checkpoint, 0, method), module(tiny_sam_checkpoint, memory_mb, method, **disk)
     assert plain.model.embedding_cache is None and cached.model.embedding_cache is not None
     data = batches(shapes_root)
-    optimizers = [torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.05) for m in (plain, cached)]
+    optimizers = [torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=1e-2) for m in (plain, cached)]
     kinds = [frozenset({"points"})] * 4
+    for m in (plain, cached):
+        m.train()
     for _epoch in range(2):  # the second epoch reads every embedding from the cache
         for batch in data:
-            logits = []
+            outputs = []
             for m, opt in zip((plain, cached), optimizers, strict=True):
-                low_res, iou = m.model(batch, kinds)
-                loss, _ = m.loss(m.model.upsample(low_res), batch["mask"], iou)
+                loss, _ = m.step_loss(batch, kinds)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                logits.append(low_res.detach())
-            assert torch.allclose(logits[0], logits[1], atol=1e-5)
+                outputs.append((loss.detach(), m.model(batch, kinds)[0].detach()))
+            assert torch.equal(outputs[0][0], outputs[1][0]) and torch.equal(outputs[0][1], outputs[1][1])
     cache = cached.model.embedding_cache
-    samples = sum(len(b["text"]) for b in data)
-    assert len(cache.entries) == len({k for b in data for k in b["image_key"]})  # one entry per image
-    assert cache.misses <= samples <= cache.hits  # the first epoch fills it, the second only reads
+    keys = {k for b in data for k in b["image_key"]}
+    assert len(keys) == 12 and cache.misses == 12 and cache.hits == 3 * 12  # 4 forwards a batch, the first encodes
+    if tier == "disk":
+        assert len(list((tmp_path / "cache").rglob("*.pt"))) == len(keys)
     for (name, a), b in zip(plain.named_parameters(), cached.parameters(), strict=True):
-        assert torch.allclose(a, b, atol=1e-5), name
+        assert torch.equal(a, b), name
+
+
+CHILD = """
+import sys, torch
+from samadapt.model import SamAdaptModel
+model = SamAdaptModel("tiny", sys.argv[1], 64, "plm", embedding_cache_dir=sys.argv[2])
+images = torch.load(sys.argv[3])
+with torch.no_grad():
+    out = model.embedding_cache.encode(["a", "b"], images, lambda x: model.method.encode(model.sam, x, None))
+torch.save(out, sys.argv[4])
+"""
+
+
+def test_disk_cache_survives_a_new_process(tiny_sam_checkpoint, tmp_path):
+    from samadapt.model import SamAdaptModel
+
+    images = torch.rand(2, 3, TEST_SIZE, TEST_SIZE) * 255
+    torch.save(images, tmp_path / "images.pt")
+    child = subprocess.run([sys.executable, "-c", CHILD, tiny_sam_checkpoint, str(tmp_path / "cache"),
+                            str(tmp_path / "images.pt"), str(tmp_path / "out.pt")], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    assert child.returncode == 0, child.stderr
+    model = SamAdaptModel("tiny", tiny_sam_checkpoint, TEST_SIZE, "plm", embedding_cache_dir=str(tmp_path / "cache"))
+    cache = model.embedding_cache
+
+    def must_not_encode(x):
+        raise AssertionError("encoded although the other process cached it")
+
+    with torch.no_grad():
+        again = cache.encode(["a", "b"], images, must_not_encode)
+        fresh = model.method.encode(model.sam, images, None)
+    assert cache.hits == 2 and torch.equal(again, torch.load(tmp_path / "out.pt")) and torch.equal(again, fresh)
+    other = SamAdaptModel("tiny", None, TEST_SIZE, "plm", embedding_cache_dir=str(tmp_path / "cache"))
+    assert other.embedding_cache.get("a") is None  # another SAM's weights: another folder, never mixed up
+
+
+def test_disk_tier_is_bounded_and_survives_damaged_files(tmp_path):
+    value = torch.zeros(1000)  # ~4 KB per file
+    size = len(pickle_bytes(value))
+    cache = EmbeddingCache(0, tmp_path, disk_max_mb=2.5 * size / 2**20)
+    for key in "abc":
+        cache.put(key, value)
+    files = sorted(tmp_path.rglob("*.pt"))
+    assert len(files) == 2 and cache.get("a") is None and cache.get("c") is not None  # oldest went first
+    for f in files:
+        f.write_bytes(b"not a torch file")  # e.g. a disk full mid-copy by hand
+    reopened = EmbeddingCache(0, tmp_path, disk_max_mb=1)
+    assert reopened.get("b") is None and reopened.get("c") is None
+    assert not list(tmp_path.rglob("*.pt"))  # the damaged entries are gone, to be recomputed
+
+
+def pickle_bytes(value):
+    import io
+
+    buffer = io.BytesIO()
+    torch.save({"key": "a", "value": value}, buffer)
+    return buffer.getvalue()
+
+
+def test_the_plan_follows_the_augmentation_settings(shapes_root):
+    plain = RefCocoDataModule(shapes_root, dataset="shapes")
+    flips = RefCocoDataModule(shapes_root, dataset="shapes", hflip=True)
+    jitter = RefCocoDataModule(shapes_root, dataset="shapes", hflip=True, color_jitter=True)
+    assert "encoded once" in cache_plan(plain)
+    assert "2 views" in cache_plan(flips)
+    assert "color_jitter" in cache_plan(jitter) and "encoded every time" in cache_plan(jitter)
 
 
 def test_cache_is_off_where_it_would_be_wrong(tiny_sam_checkpoint, tiny_bert):

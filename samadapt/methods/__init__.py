@@ -6,6 +6,7 @@ from samadapt.methods.decoder_only import DecoderOnly
 from samadapt.methods.dit import DeepInstructionTuning
 from samadapt.methods.full import FullFinetune
 from samadapt.methods.ptx import ParallelAdapter, SamPtx
+from samadapt.methods.prompt_learning import PromptLearning
 from samadapt.methods.shallow_fusion import ShallowFusion
 
 METHODS: dict[str, type[Method]] = {
@@ -16,6 +17,7 @@ METHODS: dict[str, type[Method]] = {
     "full": FullFinetune,
     "parallel_adapter": ParallelAdapter,
     "sam_ptx": SamPtx,
+    "plm": PromptLearning,
 }
 
 

@@ -5,7 +5,9 @@ A method
   submodules there (see `injection.py`: parallel branches, extra tokens in encoder blocks);
 - may condition the image encoder on per-image inputs (text features) through `encode`;
 - may add or transform the decoder's prompt embeddings in `prompt_embeddings`;
-- declares exactly which modules train in `trainable_modules`; the LightningModule checks that nothing else does.
+- declares exactly which modules train in `trainable_modules`; the LightningModule checks that nothing else does;
+- may return extra training loss terms from `auxiliary_losses` (names in `auxiliary_loss_names`), which the
+  LightningModule adds to the segmentation loss, each with its weight from `loss_weights` (default 1).
 """
 
 import torch
@@ -24,6 +26,7 @@ class Method(nn.Module):
     # Width of the text encoder's pooled vector (TextFeatures.pooled), set by SamAdaptModel before `attach`
     # for methods that read one sentence embedding rather than the tokens (`text_dim` is the token width).
     text_pooled_dim: int | None = None
+    auxiliary_loss_names: tuple[str, ...] = ()  # the terms `auxiliary_losses` can return
 
     def __init__(self) -> None:
         super().__init__()
@@ -57,3 +60,7 @@ class Method(nn.Module):
         `text` holds this sample's unpadded tokens (1,L,D) or is None when the batch has no text prompt.
         """
         return sparse, dense
+
+    def auxiliary_losses(self, batch: dict, low_res_logits: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Extra loss terms of the training forward that just ran on `batch` (its logits (B,1,h,w)); none by default."""
+        return {}
