@@ -5,8 +5,8 @@ from samadapt.methods.base import Method
 from samadapt.methods.decoder_only import DecoderOnly
 from samadapt.methods.dit import DeepInstructionTuning
 from samadapt.methods.full import FullFinetune
-from samadapt.methods.ptx import ParallelAdapter, SamPtx
 from samadapt.methods.prompt_learning import PromptLearning
+from samadapt.methods.ptx import ParallelAdapter, SamPtx
 from samadapt.methods.shallow_fusion import ShallowFusion
 
 METHODS: dict[str, type[Method]] = {
