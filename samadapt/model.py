@@ -50,6 +50,7 @@ class SamAdaptModel(nn.Module):
             raise SamAdaptError(f"method {method!r} reads text: set model.text_encoder (bert or clip)")
         if train_text_encoder and self.text_encoder is None:
             raise SamAdaptError("train_text_encoder needs a text encoder: set model.text_encoder")
+        self.method.bind_text_encoder(self.text_encoder)
         self.method.attach(self.sam, self.text_encoder.dim if self.text_encoder else None)
         extra = {}
         if train_image_encoder:  # the paper-style unfrozen backbone, on top of whatever the method trains
@@ -76,7 +77,7 @@ class SamAdaptModel(nn.Module):
         training = {id(p) for p in self.parameters() if p.requires_grad}
         if set(wanted) != training:  # a wrapper that re-enabled a frozen weight, or an undeclared layer
             raise RuntimeError("trainable parameters differ from what the method declares")
-        if not wanted:
+        if not wanted and self.method.needs_training:
             raise SamAdaptError(f"method {type(self.method).__name__} declares nothing to train")
         per_part = {name: sum(p.numel() for p in m.parameters()) for name, m in declared.items()}
         return per_part, sum(wanted.values())
@@ -98,6 +99,8 @@ class SamAdaptModel(nn.Module):
                     batch["image_key"], batch["image"], lambda images: self.method.encode(self.sam, images, None)
                 )
         else:
+            # which images may reuse per-image features (CLIP's); read during encode, cleared after it
+            self.method.context["image_keys"] = batch.get("image_key")
             embeddings = self.method.encode(self.sam, batch["image"], text)
         logits, ious = [], []
         for i, kinds in enumerate(prompt_kinds):

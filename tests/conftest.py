@@ -9,7 +9,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from tests.fixtures_text import make_tiny_bert  # noqa: E402
+from tests.fixtures_text import make_tiny_bert, make_tiny_clip  # noqa: E402
 
 TEST_SIZE = 64  # tests run the tiny SAM at 64 px (an 8x8 token grid)
 
@@ -59,6 +59,12 @@ def shapes_root(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> str:
     return make_tiny_bert(tmp_path_factory.mktemp("bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory) -> tuple[dict, str]:
+    """A tiny random open_clip CLIP (both towers) saved in the official format: (model_cfg, weights path)."""
+    return make_tiny_clip(tmp_path_factory.mktemp("clip"))
 
 
 @pytest.fixture(scope="session")

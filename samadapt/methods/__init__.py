@@ -2,6 +2,7 @@
 
 from samadapt.methods.add_decoder_layers import AddDecoderLayers
 from samadapt.methods.base import Method
+from samadapt.methods.clip_guided import ClipGuided
 from samadapt.methods.decoder_only import DecoderOnly
 from samadapt.methods.dit import DeepInstructionTuning
 from samadapt.methods.full import FullFinetune
@@ -13,6 +14,7 @@ METHODS: dict[str, type[Method]] = {
     "add_decoder_layers": AddDecoderLayers,
     "dit": DeepInstructionTuning,
     "full": FullFinetune,
+    "clip_guided": ClipGuided,
 }
 
 
