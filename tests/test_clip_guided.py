@@ -141,3 +141,18 @@ def test_needs_a_clip_text_encoder_and_known_features(tiny_sam_checkpoint, tiny_
                        image_size=TEST_SIZE, text_encoder="bert", text_options={"name_or_path": tiny_bert})
     with pytest.raises(SamAdaptError, match="features"):
         clip_guided(tiny_sam_checkpoint, tiny_clip, features=["text", "depth"])
+
+
+def test_eval_prompts_never_trained_on_log_a_warning(tiny_sam_checkpoint, caplog):
+    def build(train, evaluate):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="samadapt.module"):
+            SamAdaptModule(method="decoder_only", sam_variant="tiny", sam_checkpoint=tiny_sam_checkpoint,
+                           image_size=TEST_SIZE, train_prompts=train, eval_prompts=evaluate)
+        return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+    # Manual-mode training, Semi-Automatic evaluation: the paper's inconsistent pairing
+    warned = build({"points+text": 0.5, "box+text": 0.5}, ["text+points", "text"])
+    assert len(warned) == 1 and "'text'" in warned[0] and "never used in training" in warned[0]
+    assert len(build({"text": 1.0, "points": 0.0}, "points")) == 1  # a zero weight is never drawn
+    assert build({"text": 1.0, "points+box": 1.0}, ["text", "box+points"]) == []

@@ -3,9 +3,11 @@
 from samadapt.methods.add_decoder_layers import AddDecoderLayers
 from samadapt.methods.base import Method
 from samadapt.methods.clip_guided import ClipGuided
+from samadapt.methods.clip_points import ClipPoints
 from samadapt.methods.decoder_only import DecoderOnly
 from samadapt.methods.dit import DeepInstructionTuning
 from samadapt.methods.full import FullFinetune
+from samadapt.methods.lora import LoRA
 from samadapt.methods.shallow_fusion import ShallowFusion
 
 METHODS: dict[str, type[Method]] = {
@@ -15,6 +17,8 @@ METHODS: dict[str, type[Method]] = {
     "dit": DeepInstructionTuning,
     "full": FullFinetune,
     "clip_guided": ClipGuided,
+    "lora": LoRA,
+    "clip_points": ClipPoints,
 }
 
 
