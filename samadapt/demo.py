@@ -1,7 +1,8 @@
 """`samadapt demo`: the whole loop on the CPU with nothing downloaded.
 
 1. a synthetic referring dataset in the RefCOCO layout (`samadapt synth`);
-2. a tiny SAM pretrained on it with point and box prompts, saved as an official-format checkpoint;
+2. a tiny SAM pretrained on it with point and box prompts, saved as an official-format checkpoint, and a tiny
+   CLIP pretrained contrastively on its images and sentences (samadapt/demo_clip.py), saved in open_clip's format;
 3. every method trained on top of that frozen SAM from its experiment file (experiments/demo_*.yaml);
 4. all evaluated on the synthetic test splits: metrics.json, report.md and examples.png in the output folder.
 """
@@ -24,6 +25,10 @@ DEMO_METHODS = {
     "shallow_fusion": "demo_shapes",
     "edit": "demo_edit",
     "ldit": "demo_ldit",
+    "clip_guided_textonly": "demo_clipguided_textonly",
+    "clip_guided_manual": "demo_clipguided_manual",
+    "clip_points": "demo_clippoints",
+    "lora": "demo_lora",
 }
 METRIC_KEYS = ("oIoU", "mIoU", "P@0.5", "P@0.7", "P@0.9")
 
@@ -51,8 +56,9 @@ def build_cli(experiment: str, out: Path, overrides: list[str], run_name: str):
     return SamAdaptCLI(args=args, run=False)
 
 
-def prepare(out: Path, num_train: int, num_eval: int, pretrain_steps: int | None) -> Path:
-    """Synthetic data and the pretrained tiny SAM (each made once; delete them to redo)."""
+def prepare(out: Path, num_train: int, num_eval: int, pretrain_steps: int | None,
+            clip_steps: int | None = None) -> Path:
+    """Synthetic data, the pretrained tiny SAM and tiny CLIP (each made once; delete them to redo)."""
     from data_modules.synth import write_synthetic_refcoco
     from samadapt.sam import save_sam_checkpoint
 
@@ -68,14 +74,22 @@ def prepare(out: Path, num_train: int, num_eval: int, pretrain_steps: int | None
         finish_wandb()
         save_sam_checkpoint(cli.model.model.sam, checkpoint)
         print(f"[demo] tiny SAM pretrained in {time.perf_counter() - start:.0f} s, saved to {checkpoint}")
+    if not (out / "tiny_clip.pt").exists():
+        from samadapt.demo_clip import pretrain_tiny_clip
+
+        pretrain_tiny_clip(out / "data", out / "tiny_clip.pt", **({"steps": clip_steps} if clip_steps else {}))
     return checkpoint
 
 
 def train_and_test(method: str, experiment: str, out: Path, checkpoint: Path, steps: int | None):
     overrides = [f"--model.sam_checkpoint={checkpoint}"] + ([f"--trainer.max_steps={steps}"] if steps else [])
+    exp = yaml.safe_load((EXPERIMENTS / f"{experiment}.yaml").read_text())
+    if exp["model"].get("text_encoder") == "clip":  # the stand-in CLIP made by prepare()
+        overrides.append(f"--model.text_options.pretrained={out / 'tiny_clip.pt'}")
     cli = build_cli(experiment, out, overrides, method)
     start = time.perf_counter()
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    if cli.model.model.method.needs_training:  # a pipeline such as clip_points is only evaluated
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     seconds = time.perf_counter() - start
     cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
     finish_wandb()
@@ -140,12 +154,13 @@ def _parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--num-train", type=int, default=800, help="synthetic training images")
     parser.add_argument("--num-eval", type=int, default=50, help="synthetic images per evaluation split")
     parser.add_argument("--pretrain-steps", type=int, default=None, help="override demo_pretrain.yaml")
+    parser.add_argument("--clip-steps", type=int, default=None, help="tiny CLIP pretraining steps (default 600)")
     return parser
 
 
 def prepare_main(argv: list[str] | None = None) -> None:
     args = _parser("write the demo data and pretrain the tiny SAM").parse_args(argv)
-    prepare(args.out, args.num_train, args.num_eval, args.pretrain_steps)
+    prepare(args.out, args.num_train, args.num_eval, args.pretrain_steps, args.clip_steps)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -155,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     start = time.perf_counter()
-    checkpoint = prepare(args.out, args.num_train, args.num_eval, args.pretrain_steps)
+    checkpoint = prepare(args.out, args.num_train, args.num_eval, args.pretrain_steps, args.clip_steps)
     results, clis = {}, {}
     for method in args.methods:
         clis[method], results[method] = train_and_test(method, DEMO_METHODS[method], args.out, checkpoint, args.steps)
