@@ -154,7 +154,7 @@ def _parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--num-train", type=int, default=800, help="synthetic training images")
     parser.add_argument("--num-eval", type=int, default=50, help="synthetic images per evaluation split")
     parser.add_argument("--pretrain-steps", type=int, default=None, help="override demo_pretrain.yaml")
-    parser.add_argument("--clip-steps", type=int, default=None, help="tiny CLIP pretraining steps (default 600)")
+    parser.add_argument("--clip-steps", type=int, default=None, help="tiny CLIP pretraining steps (default 300)")
     return parser
 
 

@@ -55,27 +55,28 @@ def region_scores(cosines: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return (cosines * weights[None]).sum((-1, -2)) / weights.sum((-1, -2)).clamp(min=1e-6)[None]
 
 
-def pretrain_tiny_clip(data_root: Path, out: Path, steps: int = 600, batch_size: int = 48, seed: int = 0,
-                       image_size: int = 128) -> Path:
-    """Train TINY_CLIP on the synthetic training split; save its state dict to `out`; return `out`."""
+def pretrain_tiny_clip(data_root: Path, out: Path, steps: int = 300, batch_size: int = 32, seed: int = 0,
+                       image_size: int = 128, max_samples: int = 1500) -> Path:
+    """Train TINY_CLIP on (at most `max_samples` sentences of) the synthetic training split; save its state dict."""
     import open_clip
 
     from samadapt.text.clip_vision import CLIP_MEAN, CLIP_STD
 
+    start = time.perf_counter()
     torch.manual_seed(seed)
     model = open_clip.CLIP(**TINY_CLIP)
     tokenizer = open_clip.SimpleTokenizer(context_length=model.context_length)
     visual = model.visual
     size = TINY_CLIP["vision_cfg"]["image_size"]
     grid = size // TINY_CLIP["vision_cfg"]["patch_size"]
-    data = load_regions(data_root, image_size, grid)
+    data = load_regions(data_root, image_size, grid, max_samples)
+    print(f"[demo] tiny CLIP: {len(data['texts'])} sentences loaded in {time.perf_counter() - start:.0f} s", flush=True)
     tokens = tokenizer(data["texts"])
     concepts = [concept(t) for t in data["texts"]]
     mean, std = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), torch.tensor(CLIP_STD).view(1, 3, 1, 1)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=max(1, steps), pct_start=0.1)
     generator = torch.Generator().manual_seed(seed)
-    start = time.perf_counter()
     for step in range(steps):
         idx = torch.randperm(len(concepts), generator=generator)[:batch_size]
         x = F.interpolate(data["images"][idx].float(), size, mode="bilinear", align_corners=False, antialias=True)
@@ -96,7 +97,7 @@ def pretrain_tiny_clip(data_root: Path, out: Path, steps: int = 600, batch_size:
         loss.backward()
         optimizer.step()
         schedule.step()
-        if step % 100 == 0 or step == steps - 1:
+        if step % 50 == 0 or step == steps - 1:
             print(f"[demo] tiny CLIP step {step}: contrastive loss {loss.item():.3f}", flush=True)
     model.eval()
     atomic_write(out, lambda tmp: torch.save(model.state_dict(), tmp))

@@ -156,3 +156,19 @@ def test_eval_prompts_never_trained_on_log_a_warning(tiny_sam_checkpoint, caplog
     assert len(warned) == 1 and "'text'" in warned[0] and "never used in training" in warned[0]
     assert len(build({"text": 1.0, "points": 0.0}, "points")) == 1  # a zero weight is never drawn
     assert build({"text": 1.0, "points+box": 1.0}, ["text", "box+points"]) == []
+
+
+@pytest.mark.parametrize("features", ["[text]", "[text,vision]"])
+def test_feature_ablation_from_the_experiment_file_and_shell(features, tiny_sam_checkpoint, tiny_clip, tiny_bert,
+                                                             shapes_root, tiny_layouts, tmp_path, monkeypatch):
+    from samadapt.cli import SamAdaptCLI
+    from tests.test_cli import configs, tiny_overrides
+
+    monkeypatch.chdir(tmp_path)
+    coco = tiny_layouts["data_modules.CocoLowDataDataModule"]
+    cli = SamAdaptCLI(args=[*configs("clipguided_coco_1_512_textonly"),
+                            *tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert, data_root=coco, clip=tiny_clip),
+                            f"--model.method_options.features={features}", "--trainer.logger=false"], run=False)
+    method = cli.model.model.method
+    assert list(method.blocks[0].mlp_branch.proj) == features.strip("[]").split(",")
+    assert method.position == "mlp" and cli.model.hparams.eval_prompts == "text"  # the rest from the YAML
