@@ -134,7 +134,7 @@ EXTRA_VERBS = {
     "synth": (_synth, "write the synthetic referring dataset in the RefCOCO layout"),
     "prepare": (_prepare, "one-off dataset conversions: prepare refcoco --root DIR (refs pickles -> JSON)"),
     "inspect-data": (_inspect_data, "report samples per split, prompts and vocabulary, and draw a PNG grid"),
-    "prepare-demo": (_prepare_demo, "write the demo data and pretrain the tiny stand-in SAM"),
+    "prepare-demo": (_prepare_demo, "write the demo data and pretrain the tiny stand-in SAM and CLIP"),
     "evaluate-masks": (_evaluate_masks, "metrics of a folder of predicted mask PNGs against ground-truth PNGs"),
     "params": (_params, "total and trainable parameter counts by part for --config experiments/<exp>.yaml"),
     "demo": (_demo, "the end-to-end demo: data, tiny SAM, every method trained, evaluated, compared"),

@@ -2,7 +2,8 @@
 
 1. a synthetic referring dataset in the RefCOCO layout (`samadapt synth`), and a synthetic class-aware one in
    the Folder layout (data_modules/synth_classaware.py) for the class-prompted adapters;
-2. a tiny SAM pretrained on it with point and box prompts, saved as an official-format checkpoint;
+2. a tiny SAM pretrained on it with point and box prompts, saved as an official-format checkpoint, and a tiny
+   CLIP pretrained contrastively on its images and sentences (samadapt/demo_clip.py), saved in open_clip's format;
 3. every method trained on top of that frozen SAM from its experiment file (experiments/demo_*.yaml);
 4. all evaluated on the synthetic test splits: metrics.json, report.md and examples.png in the output folder.
 Prompt learning has its own task (data_modules/nested_shapes.py: a point on a small shape inside a larger one
@@ -32,6 +33,10 @@ DEMO_METHODS = {
     "frozen_point": "demo_frozen_point",
     "samf": "demo_samf",
     "plm": "demo_plm",
+    "clip_guided_textonly": "demo_clipguided_textonly",
+    "clip_guided_manual": "demo_clipguided_manual",
+    "clip_points": "demo_clippoints",
+    "lora": "demo_lora",
 }
 # Test data of each demo method, when it is not the referring shapes: name -> (folder under out/data, label).
 REFERRING = ("", "synthetic referring shapes (testA + testB)")
@@ -68,8 +73,9 @@ def build_cli(experiment: str, out: Path, overrides: list[str], run_name: str, d
     return SamAdaptCLI(args=args, run=False)
 
 
-def prepare(out: Path, num_train: int, num_eval: int, pretrain_steps: int | None) -> Path:
-    """Synthetic data and the pretrained tiny SAM (each made once; delete them to redo)."""
+def prepare(out: Path, num_train: int, num_eval: int, pretrain_steps: int | None,
+            clip_steps: int | None = None) -> Path:
+    """Synthetic data, the pretrained tiny SAM and tiny CLIP (each made once; delete them to redo)."""
     from data_modules.nested_shapes import write_nested_shapes
     from data_modules.synth import write_synthetic_refcoco
     from samadapt.sam import save_sam_checkpoint
@@ -90,6 +96,10 @@ def prepare(out: Path, num_train: int, num_eval: int, pretrain_steps: int | None
         finish_wandb()
         save_sam_checkpoint(cli.model.model.sam, checkpoint)
         print(f"[demo] tiny SAM pretrained in {time.perf_counter() - start:.0f} s, saved to {checkpoint}")
+    if not (out / "tiny_clip.pt").exists():
+        from samadapt.demo_clip import pretrain_tiny_clip
+
+        pretrain_tiny_clip(out / "data", out / "tiny_clip.pt", **({"steps": clip_steps} if clip_steps else {}))
     return checkpoint
 
 
@@ -107,9 +117,13 @@ def train_and_test(method: str, experiment: str, out: Path, checkpoint: Path, st
     untrained = yaml.safe_load((EXPERIMENTS / f"{experiment}.yaml").read_text())["trainer"]["max_steps"] == 0
     steps = None if untrained else steps  # a reference row stays untrained under --steps
     overrides = [f"--model.sam_checkpoint={checkpoint}"] + ([f"--trainer.max_steps={steps}"] if steps else [])
+    exp = yaml.safe_load((EXPERIMENTS / f"{experiment}.yaml").read_text())
+    if exp["model"].get("text_encoder") == "clip":  # the stand-in CLIP made by prepare()
+        overrides.append(f"--model.text_options.pretrained={out / 'tiny_clip.pt'}")
     cli = build_cli(experiment, out, overrides, method, DEMO_DATA.get(method, REFERRING)[0])
     start = time.perf_counter()
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    if cli.model.model.method.needs_training:  # a pipeline such as clip_points is only evaluated
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     seconds = time.perf_counter() - start
     cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
     finish_wandb()
@@ -185,12 +199,13 @@ def _parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--num-train", type=int, default=800, help="synthetic training images")
     parser.add_argument("--num-eval", type=int, default=50, help="synthetic images per evaluation split")
     parser.add_argument("--pretrain-steps", type=int, default=None, help="override demo_pretrain.yaml")
+    parser.add_argument("--clip-steps", type=int, default=None, help="tiny CLIP pretraining steps (default 300)")
     return parser
 
 
 def prepare_main(argv: list[str] | None = None) -> None:
     args = _parser("write the demo data and pretrain the tiny SAM").parse_args(argv)
-    prepare(args.out, args.num_train, args.num_eval, args.pretrain_steps)
+    prepare(args.out, args.num_train, args.num_eval, args.pretrain_steps, args.clip_steps)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -200,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     start = time.perf_counter()
-    checkpoint = prepare(args.out, args.num_train, args.num_eval, args.pretrain_steps)
+    checkpoint = prepare(args.out, args.num_train, args.num_eval, args.pretrain_steps, args.clip_steps)
     results, clis = {}, {}
     for method in args.methods:
         clis[method], results[method] = train_and_test(method, DEMO_METHODS[method], args.out, checkpoint, args.steps)

@@ -59,6 +59,7 @@ class SamAdaptModel(nn.Module):
         if train_text_encoder and self.text_encoder is None:
             raise SamAdaptError("train_text_encoder needs a text encoder: set model.text_encoder")
         self.method.text_pooled_dim = self.text_encoder.pooled_dim if self.text_encoder else None
+        self.method.bind_text_encoder(self.text_encoder)
         self.method.attach(self.sam, self.text_encoder.dim if self.text_encoder else None)
         if activation_checkpointing:  # after attach: the method's wrapped blocks are what gets checkpointed
             checkpoint_encoder_blocks(self.sam.image_encoder)
@@ -95,7 +96,7 @@ class SamAdaptModel(nn.Module):
         training = {id(p) for p in self.parameters() if p.requires_grad}
         if set(wanted) != training:  # a wrapper that re-enabled a frozen weight, or an undeclared layer
             raise RuntimeError("trainable parameters differ from what the method declares")
-        if not wanted:
+        if not wanted and self.method.needs_training:
             raise SamAdaptError(f"method {type(self.method).__name__} declares nothing to train")
         per_part = {name: sum(p.numel() for p in m.parameters()) for name, m in declared.items()}
         return per_part, sum(wanted.values())
@@ -119,6 +120,8 @@ class SamAdaptModel(nn.Module):
                     batch["image_key"], images, lambda images: self.method.encode(self.sam, images, None)
                 )
         else:
+            # which images may reuse per-image features (CLIP's); read during encode, cleared after it
+            self.method.context["image_keys"] = batch.get("image_key")
             embeddings = self.method.encode(self.sam, images, text)
         return self.decode_prompts(embeddings, batch, text, prompt_kinds)
 

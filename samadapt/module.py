@@ -1,5 +1,6 @@
 """SamAdaptModule: the one LightningModule for every method (shared step, losses, metrics, logging)."""
 
+import logging
 import math
 import random
 import time
@@ -25,6 +26,22 @@ from samadapt.evaluation import (
 from samadapt.losses import SegmentationLoss
 from samadapt.model import SamAdaptModel, parse_prompt_kinds
 from samadapt.scale import LrScaling, global_batch_accumulation, scaled_lr, shard_for_full_finetune
+
+log = logging.getLogger(__name__)
+
+
+def warn_unseen_eval_prompts(train_prompts: dict[str, float], eval_names: list[str]) -> list[str]:
+    """Log a warning for each evaluation prompt combination that training never draws; return them.
+
+    Robustness depends on the train-test prompt consistency (CLIP-Guided SAM): a model trained with text plus
+    points and evaluated with text alone is a different experiment, and should say so.
+    """
+    seen = {parse_prompt_kinds(name) for name, weight in train_prompts.items() if weight > 0}
+    unseen = [name for name in eval_names if parse_prompt_kinds(name) not in seen]
+    for name in unseen:
+        log.warning("evaluating with prompts %r, never used in training (train_prompts: %s); expect lower scores "
+                    "than with a prompt combination the model was trained on", name, sorted(train_prompts))
+    return unseen
 
 
 class SamAdaptModule(L.LightningModule):
@@ -118,6 +135,7 @@ class SamAdaptModule(L.LightningModule):
         self.train_kinds = {k: parse_prompt_kinds(k) for k in self.train_prompts}
         if any(w < 0 for w in self.train_prompts.values()) or sum(self.train_prompts.values()) <= 0:
             raise SamAdaptError(f"train_prompts weights must be >= 0 with a positive sum, got {self.train_prompts}")
+        warn_unseen_eval_prompts(self.train_prompts, names)
         weights = dict(loss_weights or {"bce": 1.0, "dice": 1.0, "iou": 1.0})
         # Terms the method adds itself (e.g. PMM's point distance), weight 1 unless loss_weights names them.
         method_terms = self.model.method.auxiliary_loss_names
@@ -352,6 +370,9 @@ class SamAdaptModule(L.LightningModule):
     # ---- optimisation ------------------------------------------------------------------------
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
+        if not params:
+            raise SamAdaptError(f"method {self.hparams.method!r} trains nothing: evaluate it with "
+                                "`samadapt validate` or `samadapt test` (no fit, no checkpoint needed)")
         hp = self.hparams
         optimizer_class = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
         optimizer = optimizer_class(params, lr=self.effective_lr(), betas=tuple(hp.betas), weight_decay=hp.weight_decay)

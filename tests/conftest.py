@@ -62,10 +62,9 @@ def tiny_bert(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
-def tiny_clip(tmp_path_factory) -> dict:
-    """text_options for a tiny random CLIP text tower (model_cfg + weights file), standing in for ViT-B/32."""
-    cfg, path = make_tiny_clip(tmp_path_factory.mktemp("clip"))
-    return {"model_cfg": cfg, "pretrained": path}
+def tiny_clip(tmp_path_factory) -> tuple[dict, str]:
+    """A tiny random open_clip CLIP (both towers) saved in the official format: (model_cfg, weights path)."""
+    return make_tiny_clip(tmp_path_factory.mktemp("clip"))
 
 
 @pytest.fixture(scope="session")

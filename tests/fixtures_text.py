@@ -47,10 +47,10 @@ def make_tiny_bert(dirpath: str | Path, seed: int = 0) -> str:
 
 
 def tiny_clip_config() -> dict:
-    """Keyword arguments of open_clip.CLIP for a tiny model (text width 32, embed 16, 2 text layers)."""
+    """Keyword arguments of open_clip.CLIP for a tiny model (text width 32, embed 16, 2 text layers, 4x4 patches)."""
     return {
         "embed_dim": 16,
-        "vision_cfg": {"layers": 1, "width": 32, "head_width": 16, "patch_size": 16, "image_size": 32},
+        "vision_cfg": {"layers": 1, "width": 32, "head_width": 16, "patch_size": 8, "image_size": 32},
         "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
     }
 

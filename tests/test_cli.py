@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from samadapt.cli import main
+from samadapt.methods import METHODS
 
 REPO = Path(__file__).resolve().parent.parent
 EXPERIMENTS = sorted(p.stem for p in (REPO / "experiments").glob("*.yaml") if p.stem != "base")
@@ -24,20 +25,23 @@ def data_class_path(name):
     return (exp.get("data") or {}).get("class_path", REFCOCO_DATA)
 
 
-def text_encoder_kind(name):
-    return ((yaml.safe_load((REPO / f"experiments/{name}.yaml").read_text()) or {}).get("model") or {}).get(
-        "text_encoder")
+def model_setting(name, key):
+    """The experiment's model.<key> (base.yaml's unless the experiment sets it)."""
+    exp = yaml.safe_load((REPO / f"experiments/{name}.yaml").read_text()) or {}
+    return (exp.get("model") or {}).get(key)
 
 
 def tiny_overrides(checkpoint, shapes_root, bert, steps=2, data_root=None, clip=None):
-    """Shrink any experiment to the tiny SAM and tiny data; `data_root` for DataModules other than RefCOCO's;
-    `clip` (text_options of a tiny CLIP) for experiments whose text encoder is CLIP."""
-    text = f"--model.text_options={json.dumps(clip)}" if clip else f"--model.text_options.name_or_path={bert}"
+    """Shrink any experiment to the tiny SAM and tiny data; `data_root` for DataModules other than RefCOCO's.
+
+    `clip` (model_cfg, weights) replaces the tiny BERT for experiments whose text encoder is CLIP.
+    """
+    text = ([f"--model.text_options.model_cfg={json.dumps(clip[0])}", f"--model.text_options.pretrained={clip[1]}"]
+            if clip else [f"--model.text_options.name_or_path={bert}"])
     common = [
         f"--trainer.max_steps={steps}", "--trainer.limit_val_batches=1", "--trainer.num_sanity_val_steps=0",
         "--trainer.accelerator=cpu", "--trainer.log_every_n_steps=1",
-        "--model.sam_variant=tiny", f"--model.sam_checkpoint={checkpoint}", "--model.image_size=64",
-        text,
+        "--model.sam_variant=tiny", f"--model.sam_checkpoint={checkpoint}", "--model.image_size=64", *text,
         "--data.init_args.image_size=64", "--data.init_args.batch_size=2", "--data.init_args.eval_batch_size=2",
         "--data.init_args.num_workers=0", "--data.init_args.max_eval_samples=4",
     ]
@@ -52,13 +56,17 @@ def configs(name):
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_every_experiment_runs_two_steps(experiment, tiny_sam_checkpoint, shapes_root, tiny_bert, tiny_layouts,
-                                         tiny_clip, tmp_path, monkeypatch):
+def test_every_experiment_runs_two_steps(experiment, tiny_sam_checkpoint, shapes_root, tiny_bert, tiny_clip,
+                                         tiny_layouts, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # base.yaml logs to ./runs
     class_path = data_class_path(experiment)
     data_root = None if class_path == REFCOCO_DATA else tiny_layouts[class_path]
-    clip = tiny_clip if text_encoder_kind(experiment) == "clip" else None
+    clip = tiny_clip if model_setting(experiment, "text_encoder") == "clip" else None
     overrides = tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert, data_root=data_root, clip=clip)
+    if not METHODS[model_setting(experiment, "method")].needs_training:  # a pipeline: evaluated, never fitted
+        main(["validate", *configs(experiment), *overrides])
+        assert "val/oIoU" in next((tmp_path / "runs").rglob("metrics.csv")).read_text()
+        return
     main(["fit", *configs(experiment), *overrides,
           "--trainer.val_check_interval=2", "--trainer.check_val_every_n_epoch=null",
           "--model.global_batch_size=null"])

@@ -11,7 +11,7 @@ def test_demo_writes_metrics_report_and_examples(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "demo"
     main(["demo", "--out", str(out), "--num-train", "12", "--num-eval", "3", "--pretrain-steps", "3",
-          "--steps", "3"])
+          "--clip-steps", "2", "--steps", "3"])
 
     # the stand-in SAM is an official-format file that loads like a real checkpoint
     state = load_sam_state_dict(out / "tiny_sam.pth")
@@ -25,7 +25,10 @@ def test_demo_writes_metrics_report_and_examples(tmp_path, monkeypatch):
     for method, values in metrics.items():
         assert {"oIoU", "mIoU", "P@0.5", "P@0.7", "P@0.9", "trainable_params", "train_seconds"} <= set(values)
         assert all(0.0 <= values[k] <= 1.0 for k in ("oIoU", "mIoU", "P@0.5", "P@0.7", "P@0.9")), method
-        assert values["trainable_params"] > 0 and (values["train_seconds"] > 0 or method == "frozen_point")
+        if method == "clip_points":  # a pipeline: evaluated, nothing trained
+            assert values["trainable_params"] == 0
+        else:
+            assert values["trainable_params"] > 0 and (values["train_seconds"] > 0 or method == "frozen_point")
     assert metrics["shallow_fusion"]["trainable_params"] > metrics["decoder_only"]["trainable_params"]
 
     report = (out / "report.md").read_text()
@@ -33,6 +36,7 @@ def test_demo_writes_metrics_report_and_examples(tmp_path, monkeypatch):
     assert (out / "examples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "examples_nested.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert metrics["frozen_point"]["trainable_params"] == metrics["samf"]["trainable_params"]  # same decoder
+    assert (out / "tiny_clip.pt").exists()  # the stand-in CLIP, next to the stand-in SAM
     assert not list(tmp_path.glob("runs"))  # the demo writes only under --out
 
 

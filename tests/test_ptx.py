@@ -27,7 +27,7 @@ def build(method, options, checkpoint, clip):
     uses_text = method == "sam_ptx"
     # SAM's own attention, so "step 0 equals frozen SAM" is exact (fused attention's parity: test_fused_attention)
     return SamAdaptModel("tiny", checkpoint, TEST_SIZE, method, options, "clip" if uses_text else None,
-                         clip if uses_text else None, fused_attention=False)
+                         {"model_cfg": clip[0], "pretrained": clip[1]} if uses_text else None, fused_attention=False)
 
 
 def make_batch():

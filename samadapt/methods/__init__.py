@@ -2,9 +2,12 @@
 
 from samadapt.methods.add_decoder_layers import AddDecoderLayers
 from samadapt.methods.base import Method
+from samadapt.methods.clip_guided import ClipGuided
+from samadapt.methods.clip_points import ClipPoints
 from samadapt.methods.decoder_only import DecoderOnly
 from samadapt.methods.dit import DeepInstructionTuning
 from samadapt.methods.full import FullFinetune
+from samadapt.methods.lora import LoRA
 from samadapt.methods.prompt_learning import PromptLearning
 from samadapt.methods.ptx import ParallelAdapter, SamPtx
 from samadapt.methods.shallow_fusion import ShallowFusion
@@ -18,6 +21,9 @@ METHODS: dict[str, type[Method]] = {
     "parallel_adapter": ParallelAdapter,
     "sam_ptx": SamPtx,
     "plm": PromptLearning,
+    "clip_guided": ClipGuided,
+    "lora": LoRA,
+    "clip_points": ClipPoints,
 }
 
 

@@ -33,6 +33,13 @@ class Method(nn.Module):
         # Per-forward inputs that wrapped blocks read (e.g. "text"). A plain dict, never saved.
         self.context: dict[str, object] = {}
 
+    # False for pipelines evaluated as they are (e.g. clip_points): nothing to train is then no error.
+    needs_training: bool = True
+
+    def bind_text_encoder(self, encoder: nn.Module | None) -> None:
+        """Called before `attach` with the model's frozen text encoder; methods that need more of it (CLIP's
+        vision tower from the same weights) keep what they need. The encoder itself stays the model's."""
+
     def attach(self, sam: Sam, text_dim: int | None) -> None:
         """Create layers sized to this SAM and text encoder, wrap SAM's blocks if needed. Called once."""
 

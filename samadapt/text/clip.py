@@ -58,6 +58,48 @@ def _load_weights(model: nn.Module, path: str) -> None:
     open_clip.load_checkpoint(model, path, strict=True, weights_only=True)
 
 
+def load_open_clip(model_name: str, pretrained: str | None, model_cfg: dict | None):
+    """An open_clip CLIP (both towers) and its tokenizer, weights from a local tag cache or file (never downloads).
+
+    pretrained: an open_clip tag read from the local caches, a weights file path, or None (random weights);
+    model_cfg: keyword arguments of `open_clip.CLIP` for a custom model (then `pretrained` is a file or None).
+    """
+    import open_clip
+
+    is_tag = (
+        model_cfg is None and pretrained is not None and bool(open_clip.get_pretrained_cfg(model_name, pretrained))
+    )
+    weights = None
+    if pretrained is not None and not is_tag:
+        weights = os.path.expanduser(pretrained)
+        if not os.path.isfile(weights):
+            tags = (
+                ""
+                if model_cfg is not None
+                else (
+                    f" Known tags for {model_name}: "
+                    + (", ".join(open_clip.list_pretrained_tags_by_model(model_name)) or "none")
+                    + "."
+                )
+            )
+            raise MissingFileError(weights, "CLIP weights file", "Pass an existing weights file path." + tags)
+    if model_cfg is not None:
+        model = open_clip.CLIP(**model_cfg)
+        tokenizer = open_clip.SimpleTokenizer(context_length=model.context_length)
+    else:
+        if model_name not in open_clip.list_models():
+            raise SamAdaptError(f"Unknown open_clip model {model_name!r}; see open_clip.list_models().")
+        quick_gelu = False
+        if is_tag:
+            weights = _cached_tag_file(model_name, pretrained)
+            quick_gelu = bool(open_clip.get_pretrained_cfg(model_name, pretrained).get("quick_gelu", False))
+        model = open_clip.create_model(model_name, pretrained=None, force_quick_gelu=quick_gelu)
+        tokenizer = open_clip.get_tokenizer(model_name)
+    if weights is not None:
+        _load_weights(model, weights)
+    return model, tokenizer
+
+
 class CLIPTextEncoder(TextEncoder):
     """The frozen text tower of an open_clip CLIP model.
 
@@ -81,42 +123,11 @@ class CLIPTextEncoder(TextEncoder):
         cache_size: int = 50_000,
     ):
         super().__init__(cache_size=cache_size)
-        import open_clip
-
-        is_tag = (
-            model_cfg is None and pretrained is not None and bool(open_clip.get_pretrained_cfg(model_name, pretrained))
-        )
-        weights = None
-        if pretrained is not None and not is_tag:
-            weights = os.path.expanduser(pretrained)
-            if not os.path.isfile(weights):
-                tags = (
-                    ""
-                    if model_cfg is not None
-                    else (
-                        f" Known tags for {model_name}: "
-                        + (", ".join(open_clip.list_pretrained_tags_by_model(model_name)) or "none")
-                        + "."
-                    )
-                )
-                raise MissingFileError(weights, "CLIP weights file", "Pass an existing weights file path." + tags)
-        if model_cfg is not None:
-            model = open_clip.CLIP(**model_cfg)
-            tokenizer = open_clip.SimpleTokenizer(context_length=model.context_length)
-        else:
-            if model_name not in open_clip.list_models():
-                raise SamAdaptError(f"Unknown open_clip model {model_name!r}; see open_clip.list_models().")
-            quick_gelu = False
-            if is_tag:
-                weights = _cached_tag_file(model_name, pretrained)
-                quick_gelu = bool(open_clip.get_pretrained_cfg(model_name, pretrained).get("quick_gelu", False))
-            model = open_clip.create_model(model_name, pretrained=None, force_quick_gelu=quick_gelu)
-            tokenizer = open_clip.get_tokenizer(model_name)
-        if weights is not None:
-            _load_weights(model, weights)
+        model, tokenizer = load_open_clip(model_name, pretrained, model_cfg)
         self._check_supported(model)
         self.model = model
         self.tokenizer = tokenizer
+        self.spec = {"model_name": model_name, "pretrained": pretrained, "model_cfg": model_cfg}  # for the vision tower
         self.context_length = int(model.context_length)
         self.max_length = min(max_length, self.context_length)
         if self.max_length < 2:

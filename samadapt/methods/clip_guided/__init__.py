@@ -1,0 +1,3 @@
+from samadapt.methods.clip_guided.method import ClipGuided
+
+__all__ = ["ClipGuided"]

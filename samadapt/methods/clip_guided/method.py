@@ -1,0 +1,115 @@
+"""CLIP-Guided SAM (Jalilian and Bais): CLIP text, vision and similarity features inside SAM's image encoder.
+
+A frozen CLIP runs once per image (vision tower, dense patch embeddings, cached per image key) and once per
+sentence (the model's CLIP text encoder, cached per string). Its outputs reach every encoder block through a
+multi-modal semantic adapter, a zero-initialised bottleneck branch parallel to the block's MLP (or attention,
+or both), so at step 0 the encoder is frozen SAM's. SAM's prompt encoder and decoder interface is unchanged:
+Manual mode prompts with text plus points or boxes, Semi-Automatic mode with text alone (model.train_prompts /
+model.eval_prompts). `features` picks what feeds the adapters (the paper's ablation: text; text+vision;
+text+vision+similarity). Trained: the adapters (with their projections) and the mask decoder.
+"""
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from segment_anything.modeling import Sam
+from torch import nn
+
+from samadapt.errors import SamAdaptError
+from samadapt.methods.base import Method
+from samadapt.methods.clip_guided.layers import FEATURES, SemanticAdapter
+from samadapt.methods.injection import BlockWrapper, wrap_encoder_blocks
+from samadapt.text import CLIPTextEncoder, TextFeatures
+from samadapt.text.clip_vision import CLIPVisionEncoder, resample_to_grid, similarity_map
+
+
+def build_clip_vision(encoder: nn.Module | None, method: str, cache_mb: float) -> CLIPVisionEncoder:
+    """The vision tower of the model's CLIP text encoder (same weights), or a clear error naming the setting."""
+    if not isinstance(encoder, CLIPTextEncoder):
+        raise SamAdaptError(f"method {method} reads CLIP text and image features: set model.text_encoder: clip "
+                            "(text_options: model_name and pretrained, the same CLIP for both towers)")
+    return CLIPVisionEncoder(**encoder.spec, cache_mb=cache_mb)
+
+
+def clip_features(vision: CLIPVisionEncoder, images: torch.Tensor, text: TextFeatures | None,
+                  keys: list | None, grid: tuple[int, int]) -> dict[str, torch.Tensor]:
+    """Text (B,E), vision patches (B,H,W,E) on SAM's grid and their cosine similarity (B,H,W,1), unit-normalised.
+
+    Samples prompted without text (mask all False) get zero text and similarity features.
+    """
+    patches = vision(images, keys).to(images.device)
+    out = {"vision": nn.functional.normalize(resample_to_grid(patches, grid), dim=-1)}
+    if text is not None:
+        has_text = text.mask.any(dim=1).to(images.dtype)
+        sim = resample_to_grid(similarity_map(patches, text.pooled)[..., None], grid)
+        out["text"] = nn.functional.normalize(text.pooled, dim=-1) * has_text[:, None]
+        out["similarity"] = sim * has_text[:, None, None, None]
+    else:
+        out["text"] = images.new_zeros(images.shape[0], vision.dim)
+        out["similarity"] = images.new_zeros(images.shape[0], *grid, 1)
+    return out
+
+
+class ClipGuided(Method):
+    uses_text = True
+    conditions_encoder = True
+
+    def __init__(
+        self,
+        features: Sequence[str] = FEATURES,
+        position: Literal["mlp", "attn", "both"] = "mlp",
+        mlp_ratio: float = 0.25,
+        clip_cache_mb: float = 256.0,
+    ) -> None:
+        """
+        Args:
+            features: any of text, vision, similarity (the ablation: [text], [text, vision], all three).
+            position: adapters parallel to each block's MLP (SAM-PTx's choice), its attention, or both.
+            mlp_ratio: adapter bottleneck width as a fraction of the encoder width (SU-SAM uses 0.25).
+            clip_cache_mb: CLIP patch features kept per image key (0: recompute every time).
+        """
+        super().__init__()
+        features = tuple(features)
+        unknown = set(features) - set(FEATURES)
+        if not features or unknown or len(set(features)) != len(features):
+            raise SamAdaptError(f"clip_guided: features must be distinct names from {list(FEATURES)}, "
+                                f"got {list(features)}")
+        if position not in ("mlp", "attn", "both"):
+            raise SamAdaptError(f"clip_guided: position must be mlp, attn or both, got {position!r}")
+        if mlp_ratio <= 0:
+            raise SamAdaptError(f"clip_guided: mlp_ratio must be > 0, got {mlp_ratio}")
+        self.features, self.position, self.mlp_ratio = features, position, mlp_ratio
+        self.clip_cache_mb = clip_cache_mb
+
+    def bind_text_encoder(self, encoder: nn.Module | None) -> None:
+        self.clip_vision = build_clip_vision(encoder, "clip_guided", self.clip_cache_mb)
+
+    def attach(self, sam: Sam, text_dim: int | None) -> None:
+        encoder = sam.image_encoder
+        width = encoder.patch_embed.proj.out_channels
+        hidden = max(1, round(width * self.mlp_ratio))
+        self.grid = (encoder.img_size // encoder.patch_embed.proj.kernel_size[0],) * 2
+
+        def adapter() -> SemanticAdapter:
+            return SemanticAdapter(width, self.clip_vision.dim, hidden, self.features)
+
+        def wrap(i: int, block) -> BlockWrapper:
+            return BlockWrapper(block, self.context,
+                                attn_branch=adapter() if self.position in ("attn", "both") else None,
+                                mlp_branch=adapter() if self.position in ("mlp", "both") else None)
+
+        self.blocks: list[BlockWrapper] = wrap_encoder_blocks(encoder, wrap)  # plain list: they live in SAM
+
+    def trainable_modules(self, sam: Sam) -> dict[str, nn.Module]:
+        parts: dict[str, nn.Module] = {"sam.mask_decoder": sam.mask_decoder}
+        for i, wrapper in enumerate(self.blocks):
+            for branch in ("attn_branch", "mlp_branch"):
+                if getattr(wrapper, branch) is not None:
+                    parts[f"sam.image_encoder.blocks.{i}.{branch}"] = getattr(wrapper, branch)
+        return parts
+
+    def encode(self, sam: Sam, images: torch.Tensor, text: TextFeatures | None) -> torch.Tensor:
+        self.context["clip"] = clip_features(self.clip_vision, images, text, self.context.get("image_keys"),
+                                             self.grid)
+        return super().encode(sam, images, text)

@@ -1,0 +1,3 @@
+from samadapt.methods.lora.method import LoRA
+
+__all__ = ["LoRA"]
