@@ -114,10 +114,10 @@ def prepare_classaware(out: Path, num_train: int, num_eval: int) -> None:
 
 
 def train_and_test(method: str, experiment: str, out: Path, checkpoint: Path, steps: int | None):
-    untrained = yaml.safe_load((EXPERIMENTS / f"{experiment}.yaml").read_text())["trainer"]["max_steps"] == 0
+    exp = yaml.safe_load((EXPERIMENTS / f"{experiment}.yaml").read_text())
+    untrained = (exp.get("trainer") or {}).get("max_steps") == 0
     steps = None if untrained else steps  # a reference row stays untrained under --steps
     overrides = [f"--model.sam_checkpoint={checkpoint}"] + ([f"--trainer.max_steps={steps}"] if steps else [])
-    exp = yaml.safe_load((EXPERIMENTS / f"{experiment}.yaml").read_text())
     if exp["model"].get("text_encoder") == "clip":  # the stand-in CLIP made by prepare()
         overrides.append(f"--model.text_options.pretrained={out / 'tiny_clip.pt'}")
     cli = build_cli(experiment, out, overrides, method, DEMO_DATA.get(method, REFERRING)[0])
