@@ -61,6 +61,11 @@ class AppModel:
         return cls(name, SamAdaptPredictor.from_checkpoint(path, sam_checkpoint, device=device))
 
     @property
+    def label(self) -> str:
+        """The name, with the method when the name does not say it."""
+        return self.name if self.name == self.method else f"{self.name} ({self.method})"
+
+    @property
     def reuses_image_embedding(self) -> bool:
         return self.predictor.reuses_image_embedding
 
@@ -69,21 +74,21 @@ class AppModel:
             encoding = "The image is encoded once when it is chosen; every prompt reuses that embedding."
         else:
             encoding = f"{self.method} reads the text inside the image encoder: the image is re-encoded for each text."
-        return {"name": self.name, "method": self.method, "trained_prompts": self.trained,
+        return {"name": self.name, "label": self.label, "method": self.method, "trained_prompts": self.trained,
                 "trained": describe(self.trained), "uses_text": self.predictor.uses_text, "encoding": encoding}
 
     def refusal(self, prompts: Prompts) -> str | None:
         """A plain sentence when this adapter was not trained for these prompts, else None."""
         kinds = prompts.kinds
         if "text" in kinds and not self.predictor.uses_text:
-            return f"{self.name} ({self.method}) does not read text: it was trained with {describe(self.trained)}."
+            return f"{self.label} does not read text: it was trained with {describe(self.trained)}."
         untrained = sorted(kinds - self.trained_kinds)
         if untrained:
             words = " or ".join(KIND_WORDS[k] for k in untrained)
-            return (f"{self.name} ({self.method}) was trained with {describe(self.trained)}, not with {words}; "
+            return (f"{self.label} was trained with {describe(self.trained)}, not with {words}; "
                     f"remove them to use this model.")
         if not kinds and "none" not in self.trained:
-            return f"Give a prompt: {self.name} ({self.method}) was trained with {describe(self.trained)}."
+            return f"Give a prompt: {self.label} was trained with {describe(self.trained)}."
         return None
 
     @torch.no_grad()
