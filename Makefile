@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 export NO_ALBUMENTATIONS_UPDATE ?= 1
 
-.PHONY: help install test test-all demo train eval bench lint
+.PHONY: help install test test-all demo train eval bench lint app
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed -E 's/:.*## /\t/'
@@ -45,6 +45,9 @@ eval: install  ## evaluate a checkpoint on the test splits: make eval EXP=shallo
 	$(CHECK_EXP)
 	@test -n "$(CKPT)" || { echo "set CKPT=path/to/checkpoint.ckpt" >&2; exit 2; }
 	$(SAMADAPT) test $(CONFIGS) --ckpt_path $(CKPT) $(ARGS)
+
+app: install  ## try the demo's checkpoints in the browser (after make demo): make app ARGS="--port 7861"
+	$(SAMADAPT) serve --demo runs/demo $(ARGS)
 
 # glibc otherwise hands every large freed block back to the OS and page-faults it in again on the next forward
 # (attention masks of tens of MB): measured ~20% on the CPU, for official and samadapt code alike.

@@ -123,6 +123,12 @@ def _params(argv: list[str]) -> None:
     main(argv)
 
 
+def _serve(argv: list[str]) -> None:
+    from samadapt.app.serve import main
+
+    main(argv)
+
+
 def finish_wandb() -> None:
     """Close the W&B run, if one is open, so the next run in this process starts its own."""
     wandb = sys.modules.get("wandb")
@@ -141,6 +147,7 @@ EXTRA_VERBS = {
     "compare": (_compare, "compare run folders (their results.json): markdown table and bar chart"),
     "segment": (_segment, "segment images with a trained checkpoint: mask and overlay PNGs"),
     "export": (_export, "export a checkpoint's trainable weights (safetensors) and config (JSON)"),
+    "serve": (_serve, "a local web page to try checkpoints with text, clicks and boxes, side by side"),
 }
 
 
