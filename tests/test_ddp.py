@@ -39,7 +39,8 @@ def test_ddp_two_cpu_processes_train_and_validate_like_one(tiny_sam_checkpoint, 
     common = [*configs("demo_ldit"), "--config", str(settings),
               *tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert, steps=3),
               "--trainer.val_check_interval=3", "--trainer.check_val_every_n_epoch=null",
-              "--trainer.limit_val_batches=1.0", "--data.init_args.max_eval_samples=5"]
+              "--trainer.limit_val_batches=1.0", "--data.init_args.max_eval_samples=5",
+              "--model.eval_resolution=original"]  # fit would validate at model resolution, validate at original
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline",
            "NO_ALBUMENTATIONS_UPDATE": "1", "OMP_NUM_THREADS": "1"}
     result = subprocess.run([SAMADAPT, "fit", *common, "--trainer.devices=2", "--trainer.strategy=ddp"],
