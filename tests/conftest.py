@@ -91,3 +91,23 @@ def trained_runs(tmp_path_factory, tiny_sam_checkpoint, shapes_root, tiny_bert) 
     out = tmp_path_factory.mktemp("runs")
     return {name: fit_and_test(experiment, out, name, tiny_sam_checkpoint, shapes_root, tiny_bert)
             for name, experiment in (("shallow", "demo_shapes"), ("ldit", "demo_ldit"))}
+
+
+_DIST_ENV = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK")
+
+
+@pytest.fixture(autouse=True)
+def no_process_group_leaks():
+    """A run in this process under a distributed strategy (the FSDP experiment's smoke test, even on one device)
+    leaves a default process group and MASTER_PORT behind: later multi-process tests would then fail to start."""
+    saved = {k: os.environ.get(k) for k in _DIST_ENV}
+    yield
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

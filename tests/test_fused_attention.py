@@ -95,8 +95,13 @@ def method_cases() -> list:
     return cases
 
 
-def method_module(name, options, checkpoint, bert, fused):
+CLIP_METHODS = ("clip_guided", "clip_points")  # they read CLIP's image features too: the tiny CLIP, not BERT
+
+
+def method_module(name, options, checkpoint, bert, fused, clip=None):
     text = {"text_encoder": "bert", "text_options": {"name_or_path": bert}} if METHODS[name].uses_text else {}
+    if name in CLIP_METHODS:
+        text = {"text_encoder": "clip", "text_options": {"model_cfg": clip[0], "pretrained": clip[1]}}
     eval_prompts = "text" if METHODS[name].uses_text else "points"
     torch.manual_seed(0)
     return SamAdaptModule(method=name, method_options=options, sam_variant="tiny", sam_checkpoint=checkpoint,
@@ -116,11 +121,11 @@ def method_batch(size: int = 96) -> dict:
 
 
 @pytest.mark.parametrize(("name", "options"), method_cases(), ids=lambda v: v if isinstance(v, str) else str(v))
-def test_every_method_fused_equals_official(name, options, tiny_sam_checkpoint, tiny_bert):
+def test_every_method_fused_equals_official(name, options, tiny_sam_checkpoint, tiny_bert, tiny_clip):
     """96 px: a 12x12 grid, so the tiny SAM's 8x8 windows need padding. Trainable weights are randomised
     (zero-initialised branches would hide a wrong path), then copied into the fused model by name."""
-    official = method_module(name, options, tiny_sam_checkpoint, tiny_bert, fused=False)
-    fused = method_module(name, options, tiny_sam_checkpoint, tiny_bert, fused=True)
+    official = method_module(name, options, tiny_sam_checkpoint, tiny_bert, fused=False, clip=tiny_clip)
+    fused = method_module(name, options, tiny_sam_checkpoint, tiny_bert, fused=True, clip=tiny_clip)
     with torch.no_grad():
         for p in official.parameters():
             if p.requires_grad:
@@ -132,7 +137,8 @@ def test_every_method_fused_equals_official(name, options, tiny_sam_checkpoint, 
     for module in (official, fused):
         torch.manual_seed(3)
         low_res, iou = module.model(batch, kinds)
-        low_res.square().mean().backward()
+        if low_res.requires_grad:  # clip_points trains nothing: outputs only
+            low_res.square().mean().backward()
         grads = {n: p.grad for n, p in module.named_parameters() if p.requires_grad}
         outputs.append((low_res, grads))
     (low_official, grads_official), (low_fused, grads_fused) = outputs

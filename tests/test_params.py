@@ -21,7 +21,7 @@ def test_params_counts_parts_of_a_tiny_ptx(tmp_path, capsys, tiny_clip):
     config = write_config(tmp_path / "ptx.yaml", {
         "method": "sam_ptx", "sam_variant": "tiny", "sam_checkpoint": str(tmp_path / "absent.pth"), "image_size": 64,
         "method_options": {"width": 8, "blocks": [0, 1]}, "text_encoder": "clip",
-        "text_options": {**tiny_clip, "pretrained": str(tmp_path / "absent_clip.pt")},
+        "text_options": {"model_cfg": tiny_clip[0], "pretrained": str(tmp_path / "absent_clip.pt")},
     })
     report = run_params(capsys, config)
     parts = report["parts"]
