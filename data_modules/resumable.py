@@ -77,14 +77,16 @@ class SeededDataset(Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> Any:
         index, seed = key
-        np_state, py_state = np.random.get_state(), random.getstate()
+        torch_state, np_state, py_state = torch.get_rng_state(), np.random.get_state(), random.getstate()
         try:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                np.random.seed(seed % 2**32)
-                random.seed(seed)
-                return self.dataset[index]
+            # The CPU generator only: torch.manual_seed also queues a CUDA/XPU seeding, recording a Python stack
+            # trace each call (~1 ms a sample); workers never draw from device generators.
+            torch.default_generator.manual_seed(seed)
+            np.random.seed(seed % 2**32)
+            random.seed(seed)
+            return self.dataset[index]
         finally:
+            torch.set_rng_state(torch_state)
             np.random.set_state(np_state)
             random.setstate(py_state)
 

@@ -29,6 +29,8 @@ OFFICIAL_VIT_B = Path("checkpoints/sam_vit_b_01ec64.pth")
 # Issue 9's bar for each figure (methods not listed have no goal: their overhead is reported only).
 ALL_SECTIONS = "1,2,3,4,5,6,7"
 METHOD_GOALS = {"sam_ptx": 1.05, "clip_guided": 1.05, "dit_windowed": 1.10}
+# Methods that read CLIP (the papers' ViT-B/32); the bench builds it with random weights: timing needs no training.
+CLIP_METHODS = ("sam_ptx", "clip_guided", "clip_points")
 
 
 def side_by_side(fns: dict, repeats: int = 5) -> dict[str, float]:
@@ -102,13 +104,12 @@ def method_forward_overheads(size: int, device: torch.device, repeats: int, num_
     timed pairwise and interleaved; both use samadapt's fused attention. Methods that leave the encoder frozen
     and unconditioned run exactly frozen SAM's encoder and are not timed."""
     from samadapt.methods import build_method
-    from samadapt.text import TextFeatures
+    from samadapt.text import CLIPTextEncoder, TextFeatures
 
     frozen, _ = vit_b(size, device)
     use_fused_attention(frozen.image_encoder)
     images = torch.rand(1, 3, size, size, device=device) * 255
-    text = TextFeatures(torch.randn(1, num_tokens, 768, device=device),
-                        torch.ones(1, num_tokens, dtype=torch.bool, device=device), torch.randn(1, 768, device=device))
+    clip = CLIPTextEncoder("ViT-B-32", pretrained=None).to(device)
     results = {}
     for label, (name, options) in method_variants().items():
         target = METHOD_GOALS.get(label)
@@ -118,13 +119,20 @@ def method_forward_overheads(size: int, device: torch.device, repeats: int, num_
                 results[label] = {"ratio": 1.0, "note": "encoder untouched: frozen SAM's forward",
                                   **(goal(1.0, target, False) if target else {})}
                 continue
+            encoder = clip if name in CLIP_METHODS else None
+            width, pooled = (encoder.dim, encoder.pooled_dim) if encoder else (768, 768)
+            text = TextFeatures(torch.randn(1, num_tokens, width, device=device),
+                                torch.ones(1, num_tokens, dtype=torch.bool, device=device),
+                                torch.randn(1, pooled, device=device))
+            method.text_pooled_dim = pooled
+            method.bind_text_encoder(encoder)
             sam = copy.deepcopy(frozen)
-            method.attach(sam, 768)
+            method.attach(sam, width)
             sam.to(device)
             method.to(device)
             with torch.no_grad():
                 t = side_by_side({"frozen": lambda: encode_images(frozen, images),
-                                  "method": lambda m=method, s=sam: m.encode(s, images, text)}, repeats=repeats)
+                                  "method": lambda m=method, s=sam, x=text: m.encode(s, images, x)}, repeats=repeats)
         except Exception as err:  # a method this bench cannot drive generically: say so, measure the rest
             results[label] = {"ratio": None, "note": f"not measured: {type(err).__name__}: {err}"[:300],
                               **(goal(None, target, False) if target else {})}
@@ -148,10 +156,12 @@ def step_module(method: str, size: int, checkpointing: bool, device: torch.devic
     from samadapt.module import SamAdaptModule
 
     options = {"attention": "windowed"} if method == "dit" else {}
-    text = ("clip" if method in ("sam_ptx", "clip_guided") else "bert") if METHODS[method].uses_text else None
+    text = ("clip" if method in CLIP_METHODS else "bert") if METHODS[method].uses_text else None
+    random_clip = {"pretrained": None} if text == "clip" else None  # timing needs no trained weights
     module = SamAdaptModule(method=method, method_options=options, sam_variant="vit_b", sam_checkpoint=None,
-                            image_size=size, text_encoder=text, eval_prompts="text" if text else "points",
-                            activation_checkpointing=checkpointing).to(device)
+                            image_size=size, text_encoder=text, text_options=random_clip,
+                            eval_prompts="text" if text else "points", activation_checkpointing=checkpointing)
+    module = module.to(device)
     optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=1e-4)
     kinds = [next(iter(module.eval_kinds.values()))]
     return module.train(), optimizer, kinds
