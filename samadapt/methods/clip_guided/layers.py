@@ -1,35 +1,44 @@
-"""The multi-modal semantic adapter: CLIP text, vision and similarity features into a zero-initialised bottleneck."""
+"""The multi-modal semantic adapter: CLIP text, vision and similarity features added inside a zero-initialised
+bottleneck parallel to an encoder block."""
 
 import torch
 from torch import nn
 
-from samadapt.methods.layers import Bottleneck
+from samadapt.text.clip_vision import resample_to_grid
 
 FEATURES = ("text", "vision", "similarity")
 
 
 class SemanticAdapter(nn.Module):
-    """branch(x) = Bottleneck(x + sum_f act(W_f f)) for the chosen CLIP features f, per token.
+    """branch(x) = up(GELU(down(x) + sum_f W_f f)) for the chosen CLIP features f, per token.
 
-    The SAM-PTx form (text projected, added to the adapter's input, then a bottleneck MLP), widened to three
-    features read from `context["clip"]`: "text" (B,E) the sentence embedding, the same for every token;
-    "vision" (B,H,W,E) CLIP patch embeddings resampled to SAM's grid; "similarity" (B,H,W,1) their cosine with
-    the text. The bottleneck's up-projection starts at zero, so a new adapter adds exactly nothing.
+    Features from `context["clip"]`: "text" (B,E) the unit sentence embedding, the same for every token;
+    "vision" (B,h,w,E) unit CLIP patch embeddings and "similarity" (B,h,w,1) their cosine with the text, both on
+    CLIP's own patch grid. The features enter the bottleneck's hidden space (not the encoder's width), which
+    keeps the adapter light. A spatial feature is projected on CLIP's grid and then resampled bilinearly to SAM's
+    grid `context["grid"]`: bilinear weights sum to one, so this equals projecting the resampled feature, for
+    ~1/20 of the work at 512 px. `up` starts at zero, so a new adapter adds exactly nothing.
     """
 
     def __init__(self, width: int, clip_dim: int, hidden: int, features: tuple[str, ...]) -> None:
         super().__init__()
         sizes = {"text": clip_dim, "vision": clip_dim, "similarity": 1}
-        self.proj = nn.ModuleDict({name: nn.Linear(sizes[name], width) for name in features})
+        self.proj = nn.ModuleDict({name: nn.Linear(sizes[name], hidden) for name in features})
+        self.down = nn.Linear(width, hidden)
         self.act = nn.GELU()
-        self.bottleneck = Bottleneck(width, hidden)
+        self.up = nn.Linear(hidden, width)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
 
     def forward(self, x: torch.Tensor, context: dict) -> torch.Tensor:
+        """x (B,H,W,C) tokens of the block -> (B,H,W,C) branch output."""
         clip: dict[str, torch.Tensor] = context["clip"]
-        fused = x
+        hidden = self.down(x)
         for name, proj in self.proj.items():
-            feature = clip[name].to(x.dtype)
-            if feature.dim() == 2:  # one vector per image: the same for every token
-                feature = feature[:, None, None, :]
-            fused = fused + self.act(proj(feature))
-        return self.bottleneck(fused)
+            projected = proj(clip[name].to(x.dtype))
+            if projected.dim() == 2:  # one vector per image: the same for every token
+                projected = projected[:, None, None, :]
+            else:
+                projected = resample_to_grid(projected, tuple(x.shape[1:3]))
+            hidden = hidden + projected
+        return self.up(self.act(hidden))

@@ -21,7 +21,7 @@ from samadapt.methods.base import Method
 from samadapt.methods.clip_guided.layers import FEATURES, SemanticAdapter
 from samadapt.methods.injection import BlockWrapper, wrap_encoder_blocks
 from samadapt.text import CLIPTextEncoder, TextFeatures
-from samadapt.text.clip_vision import CLIPVisionEncoder, resample_to_grid, similarity_map
+from samadapt.text.clip_vision import CLIPVisionEncoder
 
 
 def build_clip_vision(encoder: nn.Module | None, method: str, cache_mb: float) -> CLIPVisionEncoder:
@@ -33,21 +33,22 @@ def build_clip_vision(encoder: nn.Module | None, method: str, cache_mb: float) -
 
 
 def clip_features(vision: CLIPVisionEncoder, images: torch.Tensor, text: TextFeatures | None,
-                  keys: list | None, grid: tuple[int, int]) -> dict[str, torch.Tensor]:
-    """Text (B,E), vision patches (B,H,W,E) on SAM's grid and their cosine similarity (B,H,W,1), unit-normalised.
+                  keys: list | None) -> dict[str, torch.Tensor]:
+    """Text (B,E), vision patches (B,h,w,E) and their cosine similarity (B,h,w,1), all on CLIP's patch grid.
 
-    Samples prompted without text (mask all False) get zero text and similarity features.
+    Text and patches are unit-normalised. Samples prompted without text (mask all False) get zero text and
+    similarity features. The adapters resample the spatial features to SAM's grid after projecting them.
     """
-    patches = vision(images, keys).to(images.device)
-    out = {"vision": nn.functional.normalize(resample_to_grid(patches, grid), dim=-1)}
+    patches = nn.functional.normalize(vision(images, keys).to(images.device), dim=-1)
+    out = {"vision": patches}
     if text is not None:
         has_text = text.mask.any(dim=1).to(images.dtype)
-        sim = resample_to_grid(similarity_map(patches, text.pooled)[..., None], grid)
-        out["text"] = nn.functional.normalize(text.pooled, dim=-1) * has_text[:, None]
-        out["similarity"] = sim * has_text[:, None, None, None]
+        unit_text = nn.functional.normalize(text.pooled, dim=-1) * has_text[:, None]
+        out["text"] = unit_text
+        out["similarity"] = torch.einsum("bhwe,be->bhw", patches, unit_text)[..., None]
     else:
         out["text"] = images.new_zeros(images.shape[0], vision.dim)
-        out["similarity"] = images.new_zeros(images.shape[0], *grid, 1)
+        out["similarity"] = images.new_zeros(*patches.shape[:3], 1)
     return out
 
 
@@ -89,7 +90,6 @@ class ClipGuided(Method):
         encoder = sam.image_encoder
         width = encoder.patch_embed.proj.out_channels
         hidden = max(1, round(width * self.mlp_ratio))
-        self.grid = (encoder.img_size // encoder.patch_embed.proj.kernel_size[0],) * 2
 
         def adapter() -> SemanticAdapter:
             return SemanticAdapter(width, self.clip_vision.dim, hidden, self.features)
@@ -110,6 +110,5 @@ class ClipGuided(Method):
         return parts
 
     def encode(self, sam: Sam, images: torch.Tensor, text: TextFeatures | None) -> torch.Tensor:
-        self.context["clip"] = clip_features(self.clip_vision, images, text, self.context.get("image_keys"),
-                                             self.grid)
+        self.context["clip"] = clip_features(self.clip_vision, images, text, self.context.get("image_keys"))
         return super().encode(sam, images, text)
