@@ -151,7 +151,7 @@ class SamplePixels:
     """The letterboxed pixels of one sample, decoded or read back from the cache."""
 
     image: torch.Tensor  # (3, S, S) uint8
-    mask: torch.Tensor  # (1, S, S) float {0, 1}
+    mask: torch.Tensor  # (1, S, S) uint8 {0, 1}
     ignore: torch.Tensor | None  # (1, S, S) bool, None when the dataset has no ignore map
     orig_hw: tuple[int, int]
     prompt_mask: np.ndarray  # what prompt sampling falls back on: the original mask, or the letterboxed one when
@@ -220,9 +220,9 @@ def letterboxed_pixels(
 
     if mask_entry is not None:
         maps = mask_entry.array
-        ignore_lb = torch.from_numpy(maps[1:].astype(bool)) if len(maps) == 2 else None
-        return SamplePixels(image_lb, torch.from_numpy(maps[:1].astype(np.float32)), ignore_lb, orig_hw,
-                            maps[0].astype(bool), None, None)
+        ignore_lb = torch.from_numpy(maps[1:].view(np.bool_)) if len(maps) == 2 else None  # values are 0/1
+        return SamplePixels(image_lb, torch.from_numpy(maps[:1]), ignore_lb, orig_hw, maps[0].view(np.bool_),
+                            None, None)
 
     nh, nw = letterbox_shape(orig_hw[0], orig_hw[1], size)
     maps = np.zeros((1 if ignore is None else 2, size, size), dtype=np.uint8)
@@ -232,6 +232,6 @@ def letterboxed_pixels(
     # an object that vanished in the downscale is prompted from its original mask: keep decoding those
     if mask_path is not None and bool(maps[0].any()) == bool(mask.any()):
         cache.put(mask_path, maps, orig_hw, packed=True)
-    mask_lb = torch.from_numpy(maps[:1].astype(np.float32))
-    ignore_lb = torch.from_numpy(maps[1:].astype(bool)) if ignore is not None else None
+    mask_lb = torch.from_numpy(maps[:1])
+    ignore_lb = torch.from_numpy(maps[1:].view(np.bool_)) if ignore is not None else None
     return SamplePixels(image_lb, mask_lb, ignore_lb, orig_hw, mask, mask, ignore)
