@@ -55,7 +55,7 @@ def _channels(path):
 def test_cached_train_and_eval_samples_equal_decoded_ones(folder_root, tmp_path):
     plain, cached = _folder(folder_root), _folder(folder_root, tmp_path)
     flips = set()
-    for rnd in range(2):  # first pass fills the cache, the second reads it
+    for _ in range(2):  # first pass fills the cache, the second reads it
         for idx in range(len(plain)):
             for seed in range(4):
                 a, b = _read(plain, idx, seed), _read(cached, idx, seed)
@@ -77,7 +77,7 @@ def test_second_pass_decodes_no_file(folder_root, tmp_path, monkeypatch):
     monkeypatch.setattr(images_module, "_open", lambda path, *a, **k: opened.append(path) or real_open(path, *a, **k))
     second = [_read(ds, i, 7) for i in range(len(ds))]
     assert opened == []  # neither the JPEG nor the mask PNG
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         assert_same_sample(a, b)
 
 
