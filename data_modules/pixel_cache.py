@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,8 @@ import numpy as np
 import torch
 
 from samadapt.io import atomic_write
+
+from .transforms import _resize_nearest, letterbox_image, letterbox_shape
 
 log = logging.getLogger(__name__)
 
@@ -165,11 +168,11 @@ def letterboxed_pixels(
     size: int,
     flipped: bool,
     image_file: Path,
-    read_image,
+    read_image: Callable[[], np.ndarray],
     mask_id: str,
     mask_files: list[Path] | None,
-    read_mask,
-    augment=None,
+    read_mask: Callable[[tuple[int, int]], tuple[np.ndarray, np.ndarray | None]],
+    augment: Callable[[np.ndarray], np.ndarray] | None = None,
     need_original: bool = False,
 ) -> SamplePixels:
     """Letterboxed image and target of a sample, from `cache` when it holds them, else decoded and stored.
@@ -179,8 +182,6 @@ def letterboxed_pixels(
     (evaluation keeps decoding it for its original-size target) or `mask_files` is None (source unknown).
     Flipping happens on the original arrays before letterboxing, exactly as without the cache.
     """
-    from .transforms import _resize_nearest, letterbox_image, letterbox_shape
-
     flip_tag = "|flip" if flipped else ""
     image_path = mask_path = None
     image_entry = mask_entry = None
