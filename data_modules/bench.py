@@ -4,10 +4,14 @@ Goal: loading (decode + letterbox + prompts + collate) at >= 0.8 of the decode-o
 starves training. Decode-only means decoding every file a sample reads, its JPEG and its mask PNG, and nothing
 else; the ratio against decoding the JPEG alone is reported beside it. Runs on a temporary folder dataset of
 realistic-size JPEGs (640x480 by default).
+
+Three loading figures: cold (no pixel cache: every read decodes and letterboxes), and with the pixel cache
+(data_modules/pixel_cache.py) its first epoch (decode, letterbox and write the cache) and later epochs (read it).
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -51,12 +55,12 @@ def decode_rate(images: list[Path], masks: list[Path] | None = None, repeats: in
     return len(images) / best
 
 
-def _loader(root: Path, size: int, workers: int, batch_size: int = 8):
-    """The FolderDataModule's training DataLoader (augmentation off) over `root`."""
+def _loader(root: Path, size: int, workers: int, batch_size: int = 8, cache: Path | None = None):
+    """The FolderDataModule's training DataLoader (augmentation off) over `root`, with a pixel cache in `cache`."""
     from data_modules.class_datamodules import FolderDataModule
 
     dm = FolderDataModule(str(root), default_text="object", image_size=size, num_points=5, batch_size=batch_size,
-                          num_workers=workers)
+                          num_workers=workers, pixel_cache_dir=None if cache is None else str(cache))
     dm.setup("fit")
     return dm.train_dataloader()
 
@@ -67,12 +71,20 @@ def _pass_rate(loader) -> float:
     return n / (time.perf_counter() - start)
 
 
+def _row(rate: float, workers: int, decode: float, image_decode: float) -> dict:
+    per_worker = rate / max(1, workers)
+    return {"samples_per_s": rate, "per_worker": per_worker, "ratio_to_decode": per_worker / decode,
+            "ratio_to_image_decode": per_worker / image_decode}
+
+
 def data_loading_bench(num_images: int = 32, size: int = 512, workers: tuple[int, ...] = (0, 1),
                        rounds: int = 3) -> dict:
     """Decode-only samples/s vs DataModule samples/s (total and per worker) at `size` px, best of interleaved rounds.
 
     ratio_to_decode = per-worker loading rate / rate of decoding the sample's image and mask;
-    ratio_to_image_decode = the same against decoding the image alone.
+    ratio_to_image_decode = the same against decoding the image alone. "workers": cold loading (no cache);
+    "cached": with the pixel cache, "first_epoch" (emptied before the pass, so it decodes and writes) and
+    "later_epochs" (the pass after, reading it).
     """
     import torch
 
@@ -83,25 +95,32 @@ def data_loading_bench(num_images: int = 32, size: int = 512, workers: tuple[int
             root = _write_images(Path(tmp), num_images, 640, 480)
             images = sorted((root / "train" / "images").iterdir())
             masks = sorted((root / "train" / "masks").iterdir())
+            caches = {w: Path(tmp) / f"pixel_cache_{w}" for w in workers}
             loaders = {w: _loader(root, size, w) for w in workers}
-            for loader in loaders.values():  # warm-up: starts persistent workers, fills the OS file cache
+            cached = {w: _loader(root, size, w, cache=caches[w]) for w in workers}
+            for loader in [*loaders.values(), *cached.values()]:  # warm-up: starts persistent workers, OS file cache
                 _pass_rate(loader)
-            best = {"files": 0.0, "image": 0.0, **{w: 0.0 for w in workers}}
+            best = {k: 0.0 for k in ("files", "image", *((kind, w) for kind in ("cold", "first", "later")
+                                                          for w in workers))}
             for _ in range(rounds):  # interleaved, so background load hits every figure alike
                 best["files"] = max(best["files"], decode_rate(images, masks, repeats=1))
                 best["image"] = max(best["image"], decode_rate(images, repeats=1))
-                for w, loader in loaders.items():
-                    best[w] = max(best[w], _pass_rate(loader))
-            rows = {}
-            for w in workers:
-                per_worker = best[w] / max(1, w)
-                rows[str(w)] = {"samples_per_s": best[w], "per_worker": per_worker,
-                                "ratio_to_decode": per_worker / best["files"],
-                                "ratio_to_image_decode": per_worker / best["image"]}
+                for w in workers:
+                    best["cold", w] = max(best["cold", w], _pass_rate(loaders[w]))
+                    shutil.rmtree(caches[w], ignore_errors=True)  # the (persistent) workers see an empty cache
+                    best["first", w] = max(best["first", w], _pass_rate(cached[w]))
+                    best["later", w] = max(best["later", w], _pass_rate(cached[w]))
+            decode, image_decode = best["files"], best["image"]
+            rows = {str(w): _row(best["cold", w], w, decode, image_decode) for w in workers}
+            cached_rows = {str(w): {"first_epoch": _row(best["first", w], w, decode, image_decode),
+                                    "later_epochs": _row(best["later", w], w, decode, image_decode)}
+                           for w in workers}
+            cache_mb = sum(f.stat().st_size for f in caches[workers[0]].rglob("*.px")) / 2**20
     finally:
         torch.set_num_threads(threads)
     return {"image_size": size, "images": num_images, "source": "640x480 JPEG + PNG mask",
-            "decode_only_per_s": best["files"], "image_decode_only_per_s": best["image"], "workers": rows}
+            "decode_only_per_s": decode, "image_decode_only_per_s": image_decode, "workers": rows,
+            "cached": cached_rows, "cache_mb_per_sample": cache_mb / num_images}
 
 
 if __name__ == "__main__":

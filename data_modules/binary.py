@@ -19,8 +19,9 @@ from torch.utils.data import Dataset
 
 from .augment import PhotometricAugment
 from .images import LoadReport, binary_from_label, check_same_size, read_label, read_rgb
+from .pixel_cache import PixelCache, letterboxed_pixels
 from .prompts import PointStrategy, letterboxed_prompts
-from .transforms import image_key, letterbox, letterbox_mask, original_target, swap_left_right
+from .transforms import image_key, letterbox_shape, original_target, swap_left_right
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class SampleOptions:
     color_jitter: bool = False
     blur: bool = False
     seed: int = 0
+    pixel_cache_dir: str | None = None  # letterboxed pixels stored on disk, read back in later epochs and runs
+    pixel_cache_mb: float = 20000
 
 
 def apply_template(template: str, name: str) -> str:
@@ -63,7 +66,9 @@ def check_template(template: str) -> str:
 
 
 class BinarySegDataset(Dataset):
-    """Subclasses fill `self.targets` and implement `load(target) -> (image HxWx3 uint8, mask HxW bool, ignore)`."""
+    """Subclasses fill `self.targets` and implement `load_image(target)` (HxWx3 uint8) and
+    `load_mask(target, image_hw)` (HxW bool mask, HxW bool ignore or None); `mask_files(target)` names the files
+    the mask comes from, so the pixel cache can tell when one changed (None: masks are not cached)."""
 
     hflip_prob: float = 0.5
     flip_classes: dict[int, int] = {}  # class ids that a horizontal flip exchanges (left eye <-> right eye)
@@ -75,12 +80,30 @@ class BinarySegDataset(Dataset):
         self._augment: PhotometricAugment | None = None
         if train and (options.color_jitter or options.blur):
             self._augment = PhotometricAugment(color_jitter=options.color_jitter, blur=options.blur)
+        self.pixel_cache: PixelCache | None = None
+        if options.pixel_cache_dir:
+            self.pixel_cache = PixelCache(options.pixel_cache_dir, options.image_size, options.pixel_cache_mb)
 
     def __len__(self) -> int:
         return len(self.targets)
 
-    def load(self, target: Target) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def load_image(self, target: Target) -> np.ndarray:
         raise NotImplementedError
+
+    def load_mask(self, target: Target, image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
+        raise NotImplementedError
+
+    def mask_files(self, target: Target) -> list[Path] | None:
+        return None
+
+    def mask_settings(self) -> str:
+        """Dataset options that change a target's mask beyond its files (part of the mask's cache key)."""
+        return ""
+
+    def load(self, target: Target) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Decode one sample: (image HxWx3 uint8, mask HxW bool, ignore HxW bool or None)."""
+        image = self.load_image(target)
+        return (image, *self.load_mask(target, image.shape[:2]))
 
     def texts(self) -> list[str]:
         """The text of every sample, without decoding anything (for vocabulary statistics)."""
@@ -95,53 +118,57 @@ class BinarySegDataset(Dataset):
         target = self.targets[idx]
         opt = self.options
         gen = self._generator(target)
-        image, mask, ignore = self.load(target)
-        if not mask.any():
-            self.report.add("empty target mask: kept, its points are marked absent (label -1)", target.image)
         text, class_id = target.text, target.class_id
-        orig_hw = image.shape[:2]
         flipped = self.train and opt.hflip and float(torch.rand((), generator=gen)) < self.hflip_prob
         if flipped:
-            image, mask = image[:, ::-1], mask[:, ::-1]
-            ignore = None if ignore is None else ignore[:, ::-1]
             text = swap_left_right(text)
             class_id = self.flip_classes.get(class_id, class_id)
-        if self._augment is not None:
-            image = self._augment(np.ascontiguousarray(image))
-        lb = letterbox(image, mask, opt.image_size)
-        ignore_lb = letterbox_mask(ignore, opt.image_size) if ignore is not None else None
+        files = self.mask_files(target)
+        px = letterboxed_pixels(
+            self.pixel_cache, opt.image_size, flipped, Path(target.image), lambda: self.load_image(target),
+            f"{type(self).__name__}|{self.mask_settings()}|{target!r}", None if files is None else [*files],
+            lambda hw: self.load_mask(target, hw), self._augment, need_original=not self.train)
+        if not px.prompt_mask.any():
+            self.report.add("empty target mask: kept, its points are marked absent (label -1)", target.image)
+        nh, nw = letterbox_shape(*px.orig_hw, opt.image_size)
         valid = torch.zeros(opt.image_size, opt.image_size, dtype=torch.bool)
-        valid[: lb.content_hw[0], : lb.content_hw[1]] = True
-        if ignore_lb is not None:
-            valid &= ~ignore_lb[0]
+        valid[:nh, :nw] = True
+        if px.ignore is not None:
+            valid &= ~px.ignore[0]
         jitter = opt.box_jitter if self.train else 0.0
-        points, labels, box = letterboxed_prompts(lb.mask[0], mask, lb.scale, lb.content_hw, opt.num_points, jitter,
-                                                  gen, opt.num_bg_points, opt.point_strategy, valid)
+        points, labels, box = letterboxed_prompts(px.mask[0], px.prompt_mask, opt.image_size / max(px.orig_hw),
+                                                  (nh, nw), opt.num_points, jitter, gen, opt.num_bg_points,
+                                                  opt.point_strategy, valid)
         sample = {
-            "image": lb.image,
-            "mask": lb.mask,
+            "image": px.image,
+            "mask": px.mask,
             "points": points,
             "point_labels": labels,
             "box": box,
             "text": text,
             "sample_id": target.sample_id,
-            "orig_size": torch.tensor(orig_hw, dtype=torch.long),
+            "orig_size": torch.tensor(px.orig_hw, dtype=torch.long),
             "class_id": class_id,
             "image_key": image_key(str(target.image), opt.image_size, flipped, self._augment is not None),
         }
-        sample["ignore"] = ignore_lb if ignore_lb is not None else torch.zeros(1, opt.image_size, opt.image_size,
-                                                                               dtype=torch.bool)
+        if px.ignore is not None:  # only datasets with ignore pixels carry the map (collate fills in blanks)
+            sample["ignore"] = px.ignore
         if not self.train:  # metrics at the original resolution compare against this
-            sample["orig_mask"] = original_target(mask, ignore)
+            sample["orig_mask"] = original_target(px.orig_mask, px.orig_ignore)
         return sample
 
 
 class MaskFileDataset(BinarySegDataset):
     """Targets whose mask is one binary image file, `target.source[0]` (COD10K, plain folders)."""
 
-    def load(self, target: Target) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def load_image(self, target: Target) -> np.ndarray:
+        return read_rgb(target.image, self.report)
+
+    def load_mask(self, target: Target, image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
         mask_path = Path(target.source[0])
-        image = read_rgb(target.image, self.report)
         mask = binary_from_label(read_label(mask_path, self.report), mask_path, self.report)
-        check_same_size(image, mask, Path(target.image), mask_path)
-        return image, mask, None
+        check_same_size(image_hw, mask, Path(target.image), mask_path)
+        return mask, None
+
+    def mask_files(self, target: Target) -> list[Path] | None:
+        return [Path(target.source[0])]

@@ -113,18 +113,25 @@ class CelebAMaskDataset(BinarySegDataset):
                     self.targets.append(Target(f"{k}_{part}", str(image_dir / f"{k}.jpg"), text,
                                                CELEBAMASK_PARTS.index(part) + 1, (k, part)))
 
-    def load(self, target: Target) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        k, part = target.source
+    def load_image(self, target: Target) -> np.ndarray:
         image = read_rgb(target.image, self.report, reduce_to=self.mask_size)
         if image.shape[:2] != (self.mask_size, self.mask_size):
             image = np.asarray(Image.fromarray(image).resize((self.mask_size, self.mask_size), Image.BILINEAR))
+        return image
+
+    def mask_files(self, target: Target) -> list[Path] | None:
+        files = self.part_files[target.source[0]]  # later parts cut into this one: all of them matter
+        return [files[p] for p in CELEBAMASK_PARTS if p in files]
+
+    def load_mask(self, target: Target, image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
+        k, part = target.source
         files = self.part_files[k]
         mask = self._part(files[part])
         # official merge order: parts painted after this one take its pixels
         for later in CELEBAMASK_PARTS[CELEBAMASK_PARTS.index(part) + 1:]:
             if later in files:
                 mask &= ~self._part(files[later])
-        return image, mask, None
+        return mask, None
 
     def _part(self, path: Path) -> np.ndarray:
         label = read_label(path, self.report)

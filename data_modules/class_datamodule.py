@@ -39,6 +39,9 @@ class ClassSegDataModule(PromptedSegDataModule):
         seed: int,
         max_train_samples: int | None,
         max_eval_samples: int | None,
+        *,
+        pixel_cache_dir: str | None = None,
+        pixel_cache_mb: float = 20000,
     ):
         super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers)
         self.root = Path(root)
@@ -46,7 +49,8 @@ class ClassSegDataModule(PromptedSegDataModule):
         self.test_split_names = list(test_splits) if test_splits is not None else [val_split]
         self.text_template = check_template(text_template)
         common = dict(image_size=image_size, num_points=num_points, num_bg_points=num_bg_points,
-                      point_strategy=point_strategy, seed=seed)
+                      point_strategy=point_strategy, seed=seed, pixel_cache_dir=pixel_cache_dir,
+                      pixel_cache_mb=pixel_cache_mb)
         self.train_options = SampleOptions(**common, box_jitter=box_jitter, hflip=hflip, color_jitter=color_jitter,
                                            blur=blur)
         self.eval_options = SampleOptions(**common)

@@ -68,6 +68,8 @@ class CocoLowDataDataModule(_UniMatchDataModule):
         batch_size: int = 8,
         eval_batch_size: int = 8,
         num_workers: int = 0,
+        pixel_cache_dir: str | None = None,
+        pixel_cache_mb: float = 20000,
         seed: int = 0,
         max_train_samples: int | None = None,
         max_eval_samples: int | None = None,
@@ -75,7 +77,8 @@ class CocoLowDataDataModule(_UniMatchDataModule):
         """split: the UniMatch split folder (1_512, 1_256, ...); split_dir defaults to <root>/splits/coco."""
         super().__init__(root, split, "val", test_splits, image_size, num_points, num_bg_points, point_strategy,
                          box_jitter, hflip, color_jitter, blur, text_template, batch_size, eval_batch_size,
-                         num_workers, seed, max_train_samples, max_eval_samples)
+                         num_workers, seed, max_train_samples, max_eval_samples,
+                         pixel_cache_dir=pixel_cache_dir, pixel_cache_mb=pixel_cache_mb)
         self.save_hyperparameters()
         self.mode, self.include_crowd = mode, include_crowd
         self._init_split_dir(split_dir)
@@ -110,6 +113,8 @@ class Ade20kDataModule(_UniMatchDataModule):
         batch_size: int = 8,
         eval_batch_size: int = 8,
         num_workers: int = 0,
+        pixel_cache_dir: str | None = None,
+        pixel_cache_mb: float = 20000,
         seed: int = 0,
         max_train_samples: int | None = None,
         max_eval_samples: int | None = None,
@@ -117,7 +122,8 @@ class Ade20kDataModule(_UniMatchDataModule):
         """reduce_zero_label: True for the original ADEChallengeData2016 masks (0 = other, 1..150)."""
         super().__init__(root, split, "val", test_splits, image_size, num_points, num_bg_points, point_strategy,
                          box_jitter, hflip, color_jitter, blur, text_template, batch_size, eval_batch_size,
-                         num_workers, seed, max_train_samples, max_eval_samples)
+                         num_workers, seed, max_train_samples, max_eval_samples,
+                         pixel_cache_dir=pixel_cache_dir, pixel_cache_mb=pixel_cache_mb)
         self.save_hyperparameters()
         self.reduce_zero_label = reduce_zero_label
         self._init_split_dir(split_dir)
@@ -153,6 +159,8 @@ class Cod10kDataModule(ClassSegDataModule):
         batch_size: int = 8,
         eval_batch_size: int = 8,
         num_workers: int = 0,
+        pixel_cache_dir: str | None = None,
+        pixel_cache_mb: float = 20000,
         seed: int = 0,
         max_train_samples: int | None = None,
         max_eval_samples: int | None = None,
@@ -160,7 +168,8 @@ class Cod10kDataModule(ClassSegDataModule):
         """text_mode "fixed" uses fixed_text; "class" the class in the file name with text_template applied."""
         super().__init__(root, train_split, val_split, test_splits, image_size, num_points, num_bg_points,
                          point_strategy, box_jitter, hflip, color_jitter, blur, text_template, batch_size,
-                         eval_batch_size, num_workers, seed, max_train_samples, max_eval_samples)
+                         eval_batch_size, num_workers, seed, max_train_samples, max_eval_samples,
+                         pixel_cache_dir=pixel_cache_dir, pixel_cache_mb=pixel_cache_mb)
         self.save_hyperparameters()
         self.text_mode, self.fixed_text, self.camouflaged_only = text_mode, fixed_text, camouflaged_only
 
@@ -193,6 +202,8 @@ class CelebAMaskDataModule(ClassSegDataModule):
         batch_size: int = 8,
         eval_batch_size: int = 8,
         num_workers: int = 0,
+        pixel_cache_dir: str | None = None,
+        pixel_cache_mb: float = 20000,
         seed: int = 0,
         max_train_samples: int | None = None,
         max_eval_samples: int | None = None,
@@ -201,7 +212,8 @@ class CelebAMaskDataModule(ClassSegDataModule):
         super().__init__(root, train_split, val_split, test_splits if test_splits is not None else ["test"],
                          image_size, num_points, num_bg_points, point_strategy, box_jitter, hflip, color_jitter,
                          blur, text_template, batch_size, eval_batch_size, num_workers, seed, max_train_samples,
-                         max_eval_samples)
+                         max_eval_samples,
+                         pixel_cache_dir=pixel_cache_dir, pixel_cache_mb=pixel_cache_mb)
         self.save_hyperparameters()
         self.parts = tuple(parts) if parts else None
 
@@ -241,6 +253,8 @@ class FolderDataModule(ClassSegDataModule):
         batch_size: int = 8,
         eval_batch_size: int = 8,
         num_workers: int = 0,
+        pixel_cache_dir: str | None = None,
+        pixel_cache_mb: float = 20000,
         seed: int = 0,
         max_train_samples: int | None = None,
         max_eval_samples: int | None = None,
@@ -248,7 +262,8 @@ class FolderDataModule(ClassSegDataModule):
         """default_text: text of images without a texts.json entry; classes: allowed class names (optional)."""
         super().__init__(root, train_split, val_split, test_splits, image_size, num_points, num_bg_points,
                          point_strategy, box_jitter, hflip, color_jitter, blur, text_template, batch_size,
-                         eval_batch_size, num_workers, seed, max_train_samples, max_eval_samples)
+                         eval_batch_size, num_workers, seed, max_train_samples, max_eval_samples,
+                         pixel_cache_dir=pixel_cache_dir, pixel_cache_mb=pixel_cache_mb)
         self.save_hyperparameters()
         self.default_text = default_text
         self.classes = tuple(classes) if classes is not None else None

@@ -53,6 +53,7 @@ class CocoInstanceDataset(BinarySegDataset):
     ):
         super().__init__(options, train)
         self.cocos: dict[str, Any] = {}
+        self.annotation_files: dict[str, Path] = {}
         for line in lines:
             coco = self._coco(annotations_dir, line)
             image_id = self._image_id(coco, line)
@@ -86,6 +87,7 @@ class CocoInstanceDataset(BinarySegDataset):
                 raise MissingFileError(path, f"COCO instances file for {line.image}{line.where}",
                                        HOW_TO_GET_COCO_LOWDATA + ".")
             self.cocos[key] = load_coco(path)
+            self.annotation_files[key] = path
         return self.cocos[key]
 
     @staticmethod
@@ -101,13 +103,18 @@ class CocoInstanceDataset(BinarySegDataset):
             )
         return image_id
 
-    def load(self, target: Target) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def load_image(self, target: Target) -> np.ndarray:
+        return read_rgb(target.image, self.report, where=target.source[2])
+
+    def load_mask(self, target: Target, image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
         key, ann_id, where = target.source
         coco = self.cocos[key]
-        image = read_rgb(target.image, self.report, where=where)
         mask = ann_to_mask(coco, coco.anns[ann_id]).astype(bool)
-        check_same_size(image, mask, Path(target.image), Path(f"instances_{key}.json annotation {ann_id}"), where)
-        return image, mask, None
+        check_same_size(image_hw, mask, Path(target.image), Path(f"instances_{key}.json annotation {ann_id}"), where)
+        return mask, None
+
+    def mask_files(self, target: Target) -> list[Path] | None:
+        return [self.annotation_files[target.source[0]]]
 
 
 def coco_lowdata_dataset(

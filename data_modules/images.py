@@ -116,11 +116,14 @@ def binary_from_label(label: np.ndarray, path: str | Path, report: LoadReport) -
     return label >= half
 
 
-def check_same_size(image: np.ndarray, mask: np.ndarray, image_path: Path, mask_path: Path, where: str = "") -> None:
-    """Stop on a mask whose size differs from its image (nothing is resized behind the user's back)."""
-    if image.shape[:2] != mask.shape[:2]:
+def check_same_size(
+    image: np.ndarray | tuple[int, int], mask: np.ndarray, image_path: Path, mask_path: Path, where: str = ""
+) -> None:
+    """Stop on a mask whose size differs from its image (or image (H, W)): nothing is resized behind the user's back."""
+    h, w = tuple(image) if isinstance(image, tuple) else image.shape[:2]
+    if (h, w) != mask.shape[:2]:
         raise SamAdaptError(
             f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but its image {image_path} is "
-            f"{image.shape[1]}x{image.shape[0]}{where}; they do not belong together. Fix the pairing or resize "
+            f"{w}x{h}{where}; they do not belong together. Fix the pairing or resize "
             f"the mask to the image with nearest-neighbour interpolation."
         )

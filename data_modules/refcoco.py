@@ -17,10 +17,10 @@ from torch.utils.data import Dataset
 
 from samadapt.errors import MissingFileError, SamAdaptError
 
+from .pixel_cache import PixelCache, letterboxed_pixels
 from .prompts import letterboxed_prompts
 from .safe_pickle import load_refs, resolve_refs_path
-from .transforms import ColorJitter, image_key, letterbox, original_target
-from .transforms import hflip as hflip_sample
+from .transforms import ColorJitter, image_key, letterbox_shape, original_target, swap_left_right
 
 log = logging.getLogger(__name__)
 
@@ -117,12 +117,15 @@ class RefCocoDataset(Dataset):
         hflip: bool = False,
         seed: int = 0,
         color_jitter: bool = False,
+        pixel_cache_dir: str | None = None,
+        pixel_cache_mb: float = 20000,
     ):
         self.paths = refcoco_paths(root, dataset, split_by, image_dir)
         check_refcoco_paths(self.paths)
         self.split, self.image_size, self.train = split, image_size, train
         self.num_points, self.box_jitter, self.hflip, self.seed = num_points, box_jitter, hflip, seed
         self.color_jitter = ColorJitter() if (train and color_jitter) else None
+        self.pixel_cache = PixelCache(pixel_cache_dir, image_size, pixel_cache_mb) if pixel_cache_dir else None
 
         refs_path = resolve_refs_path(self.paths["refs"])
         all_refs = _load_refs_cached(str(refs_path), refs_path.stat().st_mtime)
@@ -169,6 +172,15 @@ class RefCocoDataset(Dataset):
         except (OSError, SyntaxError) as err:  # truncated, corrupt, or not an image at all
             raise SamAdaptError(f"cannot read image {path}: {err}. Re-download or replace the file.") from None
 
+    def _load_mask(self, ref: dict, image_hw: tuple[int, int]) -> np.ndarray:
+        mask = ann_to_mask(self.coco, self.coco.anns[ref["ann_id"]])
+        if mask.shape != tuple(image_hw):
+            raise SamAdaptError(
+                f"image {self.coco.imgs[ref['image_id']]['file_name']} is {tuple(image_hw)} but instances.json "
+                f"says {mask.shape}; the images and annotations do not belong together."
+            )
+        return mask
+
     def __getitem__(self, idx: int) -> dict[str, Any]:
         if self.train:
             # fresh randomness per read; the global torch RNG differs per dataloader worker
@@ -181,36 +193,29 @@ class RefCocoDataset(Dataset):
             ref = self.refs[ref_pos]
             sent = ref["sentences"][sent_pos]
         text = str(sent["sent"])
-        ann = self.coco.anns[ref["ann_id"]]
-        image = self._load_image(ref["image_id"])
-        mask = ann_to_mask(self.coco, ann)
-        if mask.shape != image.shape[:2]:
-            raise SamAdaptError(
-                f"image {self.coco.imgs[ref['image_id']]['file_name']} is {image.shape[:2]} but instances.json "
-                f"says {mask.shape}; the images and annotations do not belong together."
-            )
-        orig_hw = image.shape[:2]
+        info = self.coco.imgs[ref["image_id"]]
         flipped = self.train and self.hflip and float(torch.rand((), generator=gen)) < self.hflip_prob
         if flipped:
-            image, mask, text = hflip_sample(image, mask, text)
-        if self.color_jitter is not None:
-            image = self.color_jitter(image)
-        lb = letterbox(image, mask, self.image_size)
+            text = swap_left_right(text)
+        px = letterboxed_pixels(
+            self.pixel_cache, self.image_size, flipped, self.paths["images"] / info["file_name"],
+            lambda: self._load_image(ref["image_id"]), f"ann{ref['ann_id']}", [self.paths["instances"]],
+            lambda hw: (self._load_mask(ref, hw), None), self.color_jitter, need_original=not self.train)
         jitter = self.box_jitter if self.train else 0.0
-        points, labels, box = letterboxed_prompts(lb.mask[0], mask, lb.scale, lb.content_hw, self.num_points, jitter,
-                                                  gen)
+        nh, nw = letterbox_shape(*px.orig_hw, self.image_size)
+        points, labels, box = letterboxed_prompts(px.mask[0], px.prompt_mask, self.image_size / max(px.orig_hw),
+                                                  (nh, nw), self.num_points, jitter, gen)
         sample = {
-            "image": lb.image,
-            "mask": lb.mask,
+            "image": px.image,
+            "mask": px.mask,
             "points": points,
             "point_labels": labels,
             "box": box,
             "text": text,
             "sample_id": f"{ref['ref_id']}_{sent['sent_id']}",
-            "orig_size": torch.tensor(orig_hw, dtype=torch.long),
-            "image_key": image_key(self.coco.imgs[ref["image_id"]]["file_name"], self.image_size, flipped,
-                                   self.color_jitter is not None),
+            "orig_size": torch.tensor(px.orig_hw, dtype=torch.long),
+            "image_key": image_key(info["file_name"], self.image_size, flipped, self.color_jitter is not None),
         }
         if not self.train:  # metrics at the original resolution compare against this
-            sample["orig_mask"] = original_target(mask)
+            sample["orig_mask"] = original_target(px.orig_mask)
         return sample

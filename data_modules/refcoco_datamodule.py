@@ -49,12 +49,15 @@ class RefCocoDataModule(PromptedSegDataModule):
         batch_size: int = 8,
         eval_batch_size: int = 8,
         num_workers: int = 0,
+        pixel_cache_dir: str | None = None,
+        pixel_cache_mb: float = 20000,
         seed: int = 0,
         max_train_samples: int | None = None,
         max_eval_samples: int | None = None,
     ):
         """test_splits defaults to every evaluation split of the refs file (unc: val, testA, testB; umd: val, test);
-        color_jitter is opt-in (it can break colour words)."""
+        color_jitter is opt-in (it can break colour words); pixel_cache_dir stores letterboxed pixels on disk
+        so later epochs skip decoding and resizing (at most pixel_cache_mb megabytes)."""
         super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers)
         self.save_hyperparameters()
         self.root, self.dataset, self.split_by, self.image_dir = root, dataset, split_by, image_dir
@@ -64,12 +67,14 @@ class RefCocoDataModule(PromptedSegDataModule):
         self.image_size, self.num_points, self.box_jitter = image_size, num_points, box_jitter
         self.hflip, self.color_jitter, self.seed = hflip, color_jitter, seed
         self.max_train_samples, self.max_eval_samples = max_train_samples, max_eval_samples
+        self.pixel_cache_dir, self.pixel_cache_mb = pixel_cache_dir, pixel_cache_mb
 
     def _dataset(self, split: str, train: bool) -> RefCocoDataset:
         return RefCocoDataset(
             self.root, self.dataset, self.split_by, split, self.image_dir, self.image_size, train=train,
             num_points=self.num_points, box_jitter=self.box_jitter if train else 0.0,
             hflip=self.hflip and train, seed=self.seed, color_jitter=self.color_jitter and train,
+            pixel_cache_dir=self.pixel_cache_dir, pixel_cache_mb=self.pixel_cache_mb,
         )
 
     def setup(self, stage: str | None = None) -> None:

@@ -58,9 +58,17 @@ class SemanticSplitDataset(BinarySegDataset):
             label = np.where((label == 0) | (label == IGNORE), IGNORE, label - 1)
         return label
 
-    def load(self, target: Target) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def load_image(self, target: Target) -> np.ndarray:
+        return read_rgb(target.image, self.report, where=target.source[1])
+
+    def load_mask(self, target: Target, image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
         mask_path, where = Path(target.source[0]), target.source[1]
-        image = read_rgb(target.image, self.report, where=where)
         label = self._label(mask_path, where, self.report)
-        check_same_size(image, label, Path(target.image), mask_path, where)
-        return image, label == target.class_id, label == IGNORE
+        check_same_size(image_hw, label, Path(target.image), mask_path, where)
+        return label == target.class_id, label == IGNORE
+
+    def mask_files(self, target: Target) -> list[Path] | None:
+        return [Path(target.source[0])]
+
+    def mask_settings(self) -> str:
+        return f"reduce_zero_label={self.reduce_zero_label}"

@@ -457,12 +457,24 @@ def main(argv: list[str] | None = None) -> None:
         from data_modules.bench import data_loading_bench
 
         data = data_loading_bench(num_images=16 if quick else 32)
-        best = max(v["ratio_to_decode"] for v in data["workers"].values())
-        data.update(goal(best, 0.8, at_least=True))
+        # per worker, best over 0 / 1 workers, against decoding the sample's JPEG + mask; one goal per regime
+        for regime, rows in (("cold", data["workers"]),
+                             ("first_epoch", {w: v["first_epoch"] for w, v in data["cached"].items()}),
+                             ("later_epochs", {w: v["later_epochs"] for w, v in data["cached"].items()})):
+            data[f"goal_{regime}"] = goal(max(v["ratio_to_decode"] for v in rows.values()), 0.8, at_least=True)
+            data[f"goal_{regime}"]["ratio"] = max(v["ratio_to_decode"] for v in rows.values())
+        data.update(goal(data["goal_later_epochs"]["ratio"], 0.8, at_least=True))  # with the pixel cache
         results["data_loading"] = data
-        print(f"5 data loading at {data['image_size']} px: decode only {data['decode_only_per_s']:.0f} images/s; "
-              + "; ".join(f"{w} workers {v['samples_per_s']:.0f}/s (x{v['ratio_to_decode']:.2f})"
-                          for w, v in data["workers"].items()) + f" (goal per worker {data['goal']}: {_met(data)})")
+        print(f"5 data loading at {data['image_size']} px: decode only (JPEG + mask) {data['decode_only_per_s']:.0f}"
+              f" samples/s; per worker: " + "; ".join(
+                  f"{w} workers cold {v['per_worker']:.0f}/s (x{v['ratio_to_decode']:.2f}), pixel cache first epoch "
+                  f"{c['first_epoch']['per_worker']:.0f}/s (x{c['first_epoch']['ratio_to_decode']:.2f}), later "
+                  f"epochs {c['later_epochs']['per_worker']:.0f}/s (x{c['later_epochs']['ratio_to_decode']:.2f})"
+                  for (w, v), c in zip(data["workers"].items(), data["cached"].values(), strict=True)))
+        print(f"  goal per worker {data['goal']} of decode-only: " + "; ".join(
+            f"{name} x{data[f'goal_{key}']['ratio']:.2f} ({_met(data[f'goal_{key}'])})"
+            for key, name in (("later_epochs", "later epochs (pixel cache)"), ("first_epoch", "first epoch"),
+                              ("cold", "no cache"))))
         save(5)
 
     if 6 in wanted:

@@ -43,8 +43,9 @@ def load_regions(data_root: Path, image_size: int, grid: int, limit: int | None 
         images.append(sample["image"].to(torch.uint8))
         content = (sample["image"].abs().amax(0, keepdim=True) > 0).float()
         # fraction of each patch covered by the referent / by the background inside the image content
-        regions.append(F.adaptive_avg_pool2d(sample["mask"], grid)[0])
-        backgrounds.append(F.adaptive_avg_pool2d(content * (1 - sample["mask"]), grid)[0])
+        mask = sample["mask"].float()  # uint8 {0, 1}
+        regions.append(F.adaptive_avg_pool2d(mask, grid)[0])
+        backgrounds.append(F.adaptive_avg_pool2d(content * (1 - mask), grid)[0])
         texts.append(sample["text"])
     return {"images": torch.stack(images), "regions": torch.stack(regions),
             "backgrounds": torch.stack(backgrounds), "texts": texts}

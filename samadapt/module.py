@@ -251,7 +251,7 @@ class SamAdaptModule(L.LightningModule):
     def step_loss(self, batch: dict, prompt_kinds: list[frozenset[str]]) -> tuple[torch.Tensor, dict]:
         """Total loss and its parts for one batch, sample i prompted with prompt_kinds[i]."""
         low_res, iou_pred = self.model(batch, prompt_kinds)
-        loss, parts = self.loss(self.model.upsample(low_res), batch["mask"], iou_pred)
+        loss, parts = self.loss(self.model.upsample(low_res), batch["mask"].float(), iou_pred)  # uint8 {0, 1}
         for name, value in self.model.method.auxiliary_losses(batch, low_res).items():
             loss = loss + self.auxiliary_weights[name] * value
             parts[name] = value.detach()

@@ -44,7 +44,7 @@ def test_sample_contract_and_letterbox_geometry(root):
     for i in range(len(ds)):
         s = ds[i]
         assert s["image"].shape == (3, S, S) and s["image"].dtype == torch.uint8
-        assert s["mask"].shape == (1, S, S) and s["mask"].dtype == torch.float32
+        assert s["mask"].shape == (1, S, S) and s["mask"].dtype == torch.uint8
         assert set(s["mask"].unique().tolist()) == {0.0, 1.0}
         assert s["points"].shape == (3, 2) and s["points"].dtype == torch.float32
         assert s["point_labels"].dtype == torch.long and (s["point_labels"] == 1).all()

@@ -24,7 +24,7 @@ def fake_batch(orig: np.ndarray, ignore: np.ndarray | None = None, size: int = 6
     sample = {"image": lb.image, "mask": lb.mask, "points": torch.zeros(0, 2), "point_labels": torch.zeros(0).long(),
               "box": torch.zeros(4), "text": "", "sample_id": "s0", "orig_size": torch.tensor([h, w]),
               "orig_mask": original_target(orig, ignore), "class_id": 3}
-    logits = (lb.mask * 20 - 10)[None]  # +10 inside the letterboxed mask, -10 elsewhere (and in the padding)
+    logits = (lb.mask.float() * 20 - 10)[None]  # +10 inside the letterboxed mask, -10 elsewhere (and in the padding)
     return collate_prompted([sample]), logits
 
 
