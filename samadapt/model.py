@@ -1,5 +1,7 @@
 """SamAdaptModel: a frozen SAM, a frozen text encoder and one method's trainable parts, as one nn.Module."""
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -46,7 +48,7 @@ class SamAdaptModel(nn.Module):
         embedding_cache_dir: str | None = None,
         embedding_cache_disk_mb: float = 10240.0,
         fused_attention: bool = True,
-        activation_checkpointing: bool = False,
+        activation_checkpointing: bool | Literal["full", "selective"] = False,
         compile: bool = False,
     ) -> None:
         super().__init__()
@@ -62,7 +64,8 @@ class SamAdaptModel(nn.Module):
         self.method.bind_text_encoder(self.text_encoder)
         self.method.attach(self.sam, self.text_encoder.dim if self.text_encoder else None)
         if activation_checkpointing:  # after attach: the method's wrapped blocks are what gets checkpointed
-            checkpoint_encoder_blocks(self.sam.image_encoder)
+            mode = "full" if activation_checkpointing is True else activation_checkpointing
+            checkpoint_encoder_blocks(self.sam.image_encoder, mode)
         if compile:  # in place: parameter names and state dicts stay as they are
             self.sam.image_encoder.compile()
         extra = {}

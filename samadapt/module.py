@@ -60,7 +60,7 @@ class SamAdaptModule(L.LightningModule):
         embedding_cache_dir: str | None = None,
         embedding_cache_disk_mb: float = 10240.0,
         fused_attention: bool = True,
-        activation_checkpointing: bool = False,
+        activation_checkpointing: bool | Literal["full", "selective"] = False,
         compile: bool = False,
         train_prompts: dict[str, float] | None = None,
         eval_prompts: str | list[str] = "text",
@@ -96,6 +96,9 @@ class SamAdaptModule(L.LightningModule):
                 outputs up to float rounding, faster); false runs the official code.
             activation_checkpointing: recompute each encoder block in backward instead of keeping its
                 activations (less memory, more time; matters only when gradients flow through the encoder).
+                true or "full": keep only each block's input; "selective": also keep its qkv projection and
+                attention output, recompute the MLP and the elementwise work (most of the memory saving for
+                a third of the extra time).
             compile: torch.compile the image encoder (needs a C++ compiler on the CPU; the first steps are slow).
             train_prompts: prompt mix for training, {"text": 1.0} or {"points": 0.3, "box": 0.3, "text": 0.4};
                 every sample draws one combination with these weights.

@@ -36,9 +36,10 @@ def loss_and_saved(module, batch):
     return loss.detach(), {n: p.grad for n, p in module.named_parameters() if p.requires_grad}, sum(saved)
 
 
+@pytest.mark.parametrize("mode", ["full", "selective"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_checkpointing_gives_the_same_gradients(case, tiny_sam_checkpoint, tiny_bert):
-    plain, checkpointed = (make(case, flag, tiny_sam_checkpoint, tiny_bert) for flag in (False, True))
+def test_checkpointing_gives_the_same_gradients(case, mode, tiny_sam_checkpoint, tiny_bert):
+    plain, checkpointed = (make(case, flag, tiny_sam_checkpoint, tiny_bert) for flag in (False, mode))
     with torch.no_grad():  # non-zero text projections, so the text really flows through every block
         for p in plain.parameters():
             if p.requires_grad:
