@@ -109,7 +109,8 @@ def method_variants() -> dict[str, tuple[str, dict]]:
     return variants
 
 
-def method_forward_overheads(size: int, device: torch.device, repeats: int, num_tokens: int = 20) -> dict:
+def method_forward_overheads(size: int, device: torch.device, repeats: int, num_tokens: int = 20,
+                            only: set[str] | None = None) -> dict:
     """Encoder forward of each method (ViT-B, `num_tokens` text tokens of width 768) against frozen SAM's,
     timed pairwise and interleaved; both use samadapt's fused attention. Methods that leave the encoder frozen
     and unconditioned run exactly frozen SAM's encoder and are not timed."""
@@ -122,6 +123,8 @@ def method_forward_overheads(size: int, device: torch.device, repeats: int, num_
     clips = {name: CLIPTextEncoder(name, pretrained=None).to(device) for name in set(CLIP_METHODS.values())}
     results = {}
     for label, (name, options) in method_variants().items():
+        if only and label not in only:
+            continue
         target = METHOD_GOALS.get(label)
         try:
             method = build_method(name, options)
@@ -394,6 +397,7 @@ def _load() -> list[float]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="samadapt.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="reduced set at 256 px, a few minutes")
+    parser.add_argument("--methods", default=None, help="section 2: only these rows, e.g. sam_ptx,dit_windowed")
     parser.add_argument("--method", default=None, help="method of the checkpointing step (default: sam_ptx if "
                                                        "registered, else dit windowed)")
     parser.add_argument("--only", default=ALL_SECTIONS, help="sections to run, e.g. 1,3 (7: tiny step times)")
@@ -441,7 +445,8 @@ def main(argv: list[str] | None = None) -> None:
             save(1)
 
     if 2 in wanted:
-        results["method_overhead"] = rows = method_forward_overheads(size, device, reps)
+        rows = method_forward_overheads(size, device, reps, only=set(args.methods.split(",")) if args.methods else None)
+        results["method_overhead"] = {**results.get("method_overhead", {}), **rows}
         for label, row in rows.items():
             shown = f"x{row['ratio']:.3f}" if row.get("ratio") is not None else "-"
             print(f"2 method forward {label:22s} {shown:8s} goal {row.get('goal') or '-':8s} {_met(row):8s} "
