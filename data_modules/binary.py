@@ -21,7 +21,7 @@ from .augment import PhotometricAugment
 from .images import LoadReport, binary_from_label, check_same_size, read_label, read_rgb
 from .pixel_cache import PixelCache, letterboxed_pixels
 from .prompts import PointStrategy, letterboxed_prompts
-from .transforms import image_key, letterbox_shape, original_target, swap_left_right
+from .transforms import image_key, original_target, swap_left_right
 
 
 @dataclass(frozen=True)
@@ -130,15 +130,15 @@ class BinarySegDataset(Dataset):
             lambda hw: self.load_mask(target, hw), self._augment, need_original=not self.train)
         if not px.prompt_mask.any():
             self.report.add("empty target mask: kept, its points are marked absent (label -1)", target.image)
-        nh, nw = letterbox_shape(*px.orig_hw, opt.image_size)
+        nh, nw = px.content_hw
         valid = torch.zeros(opt.image_size, opt.image_size, dtype=torch.bool)
         valid[:nh, :nw] = True
         if px.ignore is not None:
             valid &= ~px.ignore[0]
         jitter = opt.box_jitter if self.train else 0.0
-        points, labels, box = letterboxed_prompts(px.mask[0], px.prompt_mask, opt.image_size / max(px.orig_hw),
-                                                  (nh, nw), opt.num_points, jitter, gen, opt.num_bg_points,
-                                                  opt.point_strategy, valid)
+        points, labels, box = letterboxed_prompts(px.mask[0], px.prompt_mask, px.scale, px.content_hw,
+                                                  opt.num_points, jitter, gen, opt.num_bg_points, opt.point_strategy,
+                                                  valid)
         sample = {
             "image": px.image,
             "mask": px.mask,

@@ -162,6 +162,16 @@ class SamplePixels:
     orig_mask: np.ndarray | None  # original-size mask (None when it came from the cache)
     orig_ignore: np.ndarray | None
 
+    @property
+    def scale(self) -> float:
+        """letterboxed coordinate = original coordinate * scale"""
+        return self.image.shape[-1] / max(self.orig_hw)
+
+    @property
+    def content_hw(self) -> tuple[int, int]:
+        """size of the resized content inside the S x S frame"""
+        return letterbox_shape(*self.orig_hw, self.image.shape[-1])
+
 
 def letterboxed_pixels(
     cache: PixelCache | None,

@@ -20,7 +20,7 @@ from samadapt.errors import MissingFileError, SamAdaptError
 from .pixel_cache import PixelCache, letterboxed_pixels
 from .prompts import letterboxed_prompts
 from .safe_pickle import load_refs, resolve_refs_path
-from .transforms import ColorJitter, image_key, letterbox_shape, original_target, swap_left_right
+from .transforms import ColorJitter, image_key, original_target, swap_left_right
 
 log = logging.getLogger(__name__)
 
@@ -202,9 +202,8 @@ class RefCocoDataset(Dataset):
             lambda: self._load_image(ref["image_id"]), f"ann{ref['ann_id']}", [self.paths["instances"]],
             lambda hw: (self._load_mask(ref, hw), None), self.color_jitter, need_original=not self.train)
         jitter = self.box_jitter if self.train else 0.0
-        nh, nw = letterbox_shape(*px.orig_hw, self.image_size)
-        points, labels, box = letterboxed_prompts(px.mask[0], px.prompt_mask, self.image_size / max(px.orig_hw),
-                                                  (nh, nw), self.num_points, jitter, gen)
+        points, labels, box = letterboxed_prompts(px.mask[0], px.prompt_mask, px.scale, px.content_hw,
+                                                  self.num_points, jitter, gen)
         sample = {
             "image": px.image,
             "mask": px.mask,

@@ -157,18 +157,17 @@ def method_forward_overheads(size: int, device: torch.device, repeats: int, num_
             results[label] = {"ratio": None, "note": f"not measured: {type(err).__name__}: {err}"[:300],
                               **(goal(None, target, False) if target else {})}
             continue
+        rows = {label: ("method", target, None)}  # row label -> (contender, goal, note)
         if "cached" in t:  # the goal is the adapters' cost; the CLIP image forward is reported beside it
-            ratio = t["cached"] / t["frozen"]
-            results[label] = {"frozen_s": t["frozen"], "method_s": t["cached"], "ratio": ratio,
-                              "note": "CLIP image features given (cached per image key, as from the 2nd epoch)",
-                              **(goal(ratio, target, False) if target else {"goal": None, "met": None})}
-            label = f"{label}+clip_image"
-            target = None
-        ratio = t["method"] / t["frozen"]
-        results[label] = {"frozen_s": t["frozen"], "method_s": t["method"], "ratio": ratio,
-                          **(goal(ratio, target, False) if target else {"goal": None, "met": None})}
-        if label.endswith("+clip_image"):
-            results[label]["note"] = f"including the CLIP {CLIP_METHODS[name]} image forward (first epoch, or no cache)"
+            rows = {label: ("cached", target, "CLIP image features given (cached per image key, as from the 2nd "
+                                              "epoch)"),
+                    f"{label}+clip_image": ("method", None, f"including the CLIP {CLIP_METHODS[name]} image "
+                                                            "forward (first epoch, or no cache)")}
+        for row_label, (contender, row_goal, note) in rows.items():
+            ratio = t[contender] / t["frozen"]
+            results[row_label] = {"frozen_s": t["frozen"], "method_s": t[contender], "ratio": ratio,
+                                  **(goal(ratio, row_goal, False) if row_goal else {"goal": None, "met": None}),
+                                  **({"note": note} if note else {})}
         del sam, method
     return results
 
@@ -482,8 +481,8 @@ def main(argv: list[str] | None = None) -> None:
         for regime, rows in (("cold", data["workers"]),
                              ("first_epoch", {w: v["first_epoch"] for w, v in data["cached"].items()}),
                              ("later_epochs", {w: v["later_epochs"] for w, v in data["cached"].items()})):
-            data[f"goal_{regime}"] = goal(max(v["ratio_to_decode"] for v in rows.values()), 0.8, at_least=True)
-            data[f"goal_{regime}"]["ratio"] = max(v["ratio_to_decode"] for v in rows.values())
+            best = max(v["ratio_to_decode"] for v in rows.values())
+            data[f"goal_{regime}"] = {**goal(best, 0.8, at_least=True), "ratio": best}
         data.update(goal(data["goal_later_epochs"]["ratio"], 0.8, at_least=True))  # with the pixel cache
         results["data_loading"] = data
         print(f"5 data loading at {data['image_size']} px: decode only (JPEG + mask) {data['decode_only_per_s']:.0f}"

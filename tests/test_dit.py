@@ -7,7 +7,7 @@ from samadapt.module import SamAdaptModule
 from samadapt.sam.loop import encode_images
 from samadapt.text import TextFeatures
 from tests.conftest import TEST_SIZE
-from tests.test_module import tiny_batch
+from tests.test_module import assert_text_stays_with_its_samples, tiny_batch
 
 # 128 px: a 16x16 token grid, so the tiny SAM's 8x8 windows are really windows (at 64 px one covers all)
 SIZE = 128
@@ -107,14 +107,7 @@ def test_mixed_prompts_per_sample(tiny_sam_checkpoint, tiny_bert, shapes_root):
         for source in (w.extra_tokens for w in module.model.method.blocks):
             source.proj.weight.normal_(std=0.5)
     batch = tiny_batch(shapes_root)
-    points, text = frozenset({"points"}), frozenset({"points", "text"})
-    with torch.no_grad():
-        mixed, _ = module.model(batch, [points, text, points, text])
-        all_points, _ = module.model(batch, [points] * 4)
-        all_text, _ = module.model(batch, [text] * 4)
-    assert torch.allclose(mixed[0], all_points[0], atol=1e-5)
-    assert torch.allclose(mixed[1], all_text[1], atol=1e-5)
-    assert not torch.allclose(all_points[1], all_text[1], atol=1e-4)
+    assert_text_stays_with_its_samples(module, batch, frozenset({"points"}), frozenset({"points", "text"}))
 
 
 def test_add_decoder_layers_and_trainable_text_encoder(tiny_sam_checkpoint, tiny_bert, shapes_root):

@@ -22,6 +22,18 @@ def tiny_batch(shapes_root, split="val", size=4):
     return next(iter(dm.val_dataloader() if split == "val" else dm.train_dataloader()))
 
 
+def assert_text_stays_with_its_samples(module, batch, without_text, with_text):
+    """In a batch of 4 prompted alternately without and with text, each sample gets the output it gets in a batch
+    of its own kind, and the text does change the output."""
+    with torch.no_grad():
+        mixed, _ = module.model(batch, [without_text, with_text, without_text, with_text])
+        all_without, _ = module.model(batch, [without_text] * 4)
+        all_with, _ = module.model(batch, [with_text] * 4)
+    assert torch.allclose(mixed[0], all_without[0], atol=1e-5)
+    assert torch.allclose(mixed[1], all_with[1], atol=1e-5)
+    assert not torch.allclose(all_without[1], all_with[1], atol=1e-4)
+
+
 def test_decoder_only_trains_exactly_the_decoder(tiny_sam_checkpoint):
     module = make_module(tiny_sam_checkpoint, "decoder_only", eval_prompts="none")
     decoder = sum(p.numel() for p in module.model.sam.mask_decoder.parameters())

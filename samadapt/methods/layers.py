@@ -16,5 +16,7 @@ class Bottleneck(nn.Module):
         nn.init.zeros_(self.up.weight)
         nn.init.zeros_(self.up.bias)
 
-    def forward(self, x: torch.Tensor, context: dict | None = None) -> torch.Tensor:
-        return self.up(self.act(self.down(x))) * self.scale
+    def forward(self, x: torch.Tensor, context: dict | None = None, added: torch.Tensor | None = None) -> torch.Tensor:
+        """`added`: something to add in the hidden space, after `down` and before the activation."""
+        hidden = self.down(x) if added is None else self.down(x) + added
+        return self.up(self.act(hidden)) * self.scale

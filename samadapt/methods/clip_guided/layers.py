@@ -4,6 +4,7 @@ bottleneck parallel to an encoder block."""
 import torch
 from torch import nn
 
+from samadapt.methods.layers import Bottleneck
 from samadapt.text.clip_vision import resample_to_grid
 
 FEATURES = ("text", "vision", "similarity")
@@ -16,7 +17,7 @@ class SemanticAdapter(nn.Module):
     "vision" (B,h,w,E) unit CLIP patch embeddings and "similarity" (B,h,w,1) their cosine with the text, both on
     CLIP's own patch grid. The features enter the bottleneck's hidden space (not the encoder's width), which
     keeps the adapter light. A spatial feature is projected on CLIP's grid and then resampled bilinearly to SAM's
-    grid `context["grid"]`: bilinear weights sum to one, so this equals projecting the resampled feature, for
+    token grid: bilinear weights sum to one, so this equals projecting the resampled feature, for
     ~1/20 of the work at 512 px. `up` starts at zero, so a new adapter adds exactly nothing.
     """
 
@@ -24,21 +25,17 @@ class SemanticAdapter(nn.Module):
         super().__init__()
         sizes = {"text": clip_dim, "vision": clip_dim, "similarity": 1}
         self.proj = nn.ModuleDict({name: nn.Linear(sizes[name], hidden) for name in features})
-        self.down = nn.Linear(width, hidden)
-        self.act = nn.GELU()
-        self.up = nn.Linear(hidden, width)
-        nn.init.zeros_(self.up.weight)
-        nn.init.zeros_(self.up.bias)
+        self.bottleneck = Bottleneck(width, hidden)
 
     def forward(self, x: torch.Tensor, context: dict) -> torch.Tensor:
         """x (B,H,W,C) tokens of the block -> (B,H,W,C) branch output."""
         clip: dict[str, torch.Tensor] = context["clip"]
-        hidden = self.down(x)
+        added = 0
         for name, proj in self.proj.items():
             projected = proj(clip[name].to(x.dtype))
             if projected.dim() == 2:  # one vector per image: the same for every token
                 projected = projected[:, None, None, :]
             else:
                 projected = resample_to_grid(projected, tuple(x.shape[1:3]))
-            hidden = hidden + projected
-        return self.up(self.act(hidden))
+            added = added + projected
+        return self.bottleneck(x, added=added)
