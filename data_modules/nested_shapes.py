@@ -5,6 +5,10 @@ the target is the large shape, filled. A click near its middle lands on the smal
 model, asked nothing more, segments the small one. Written in the folder layout FolderDataModule reads:
   <root>/<split>/images/<stem>.jpg, <root>/<split>/masks/<stem>.png (0/255)
 Prompt it with `point_strategy: interior` so the point falls near the middle of the target.
+
+With `every_shape=True` the same kind of scenes give one sample per shape (the whole, the part inside it and
+each loose shape): the demo's tiny SAM pretrains on them with box prompts, so that, like SAM pretrained on
+SA-1B's parts and wholes, it can draw a whole that contains a part, while a point on the part still means the part.
 """
 
 from __future__ import annotations
@@ -34,8 +38,11 @@ def _inside_with_margin(inner: np.ndarray, outer: np.ndarray) -> bool:
     return bool(inner.any()) and not (grown & ~outer).any()
 
 
-def draw_nested_scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """(image HxWx3 uint8, target HxW bool): a shape inside a larger one, the larger one is the target."""
+def draw_nested_scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(image HxWx3 uint8, shapes): a shape inside a larger one, plus loose shapes elsewhere.
+
+    shapes (HxW bool each): [the larger shape filled (the task's target), the shape inside it, *loose shapes].
+    """
     img = _background(rng, h, w)
     colors = list(COLORS)
     while True:
@@ -55,6 +62,7 @@ def draw_nested_scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndar
     outer_color, inner_color = rng.choice(len(colors), 2, replace=False)
     _paint(img, outer, colors[outer_color], rng)
     _paint(img, inner, colors[inner_color], rng)
+    shapes = [outer, inner]
     taken = outer.copy()
     for _ in range(int(rng.integers(0, 3))):  # loose shapes elsewhere, so "the biggest thing" is not the rule
         s = rng.uniform(0.12, 0.25) * min(h, w)
@@ -66,7 +74,8 @@ def draw_nested_scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndar
         if loose.any() and not (loose & grown).any():
             _paint(img, loose, colors[int(rng.integers(len(colors)))], rng)
             taken |= loose
-    return np.clip(img, 0, 255).astype(np.uint8), outer
+            shapes.append(loose)
+    return np.clip(img, 0, 255).astype(np.uint8), shapes
 
 
 def write_nested_shapes(
@@ -75,8 +84,13 @@ def write_nested_shapes(
     seed: int = 0,
     width: int = 160,
     height: int = 120,
+    every_shape: bool = False,
 ) -> Path:
-    """Write every split under a temporary folder, then move it to `root` in one step (never half-written)."""
+    """Write every split under a temporary folder, then move it to `root` in one step (never half-written).
+
+    every_shape: one sample per shape of each scene (stems <split>_<i>_<k>, k = 0 for the whole) instead of one
+    sample per scene whose target is the whole.
+    """
     root = Path(root)
     tmp = root.with_name(root.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -85,8 +99,11 @@ def write_nested_shapes(
         (tmp / split / "images").mkdir(parents=True)
         (tmp / split / "masks").mkdir(parents=True)
         for i in range(count):
-            img, target = draw_nested_scene(rng, height, width)
-            Image.fromarray(img).save(tmp / split / "images" / f"{split}_{i:04d}.jpg", quality=95, subsampling=0)
-            Image.fromarray(target.astype(np.uint8) * 255).save(tmp / split / "masks" / f"{split}_{i:04d}.png")
+            img, shapes = draw_nested_scene(rng, height, width)
+            stem = f"{split}_{i:04d}"
+            samples = [(f"{stem}_{k}", mask) for k, mask in enumerate(shapes)] if every_shape else [(stem, shapes[0])]
+            for stem, mask in samples:
+                Image.fromarray(img).save(tmp / split / "images" / f"{stem}.jpg", quality=95, subsampling=0)
+                Image.fromarray(mask.astype(np.uint8) * 255).save(tmp / split / "masks" / f"{stem}.png")
     os.replace(tmp, root)
     return root

@@ -2,8 +2,10 @@
 
 1. a synthetic referring dataset in the RefCOCO layout (`samadapt synth`), and a synthetic class-aware one in
    the Folder layout (data_modules/synth_classaware.py) for the class-prompted adapters;
-2. a tiny SAM pretrained on it with point and box prompts, saved as an official-format checkpoint, and a tiny
-   CLIP pretrained contrastively on its images and sentences (samadapt/demo_clip.py), saved in open_clip's format;
+2. a tiny SAM pretrained on it with point and box prompts, saved as an official-format checkpoint (a copy
+   trained on from there on parts and wholes, a shape inside a larger one, with box prompts, serves the
+   nested-shapes task), and a tiny CLIP pretrained contrastively on its images and sentences
+   (samadapt/demo_clip.py), saved in open_clip's format;
 3. every method trained on top of that frozen SAM from its experiment file (experiments/demo_*.yaml);
 4. all evaluated on the synthetic test splits: metrics.json, report.md and examples.png in the output folder.
 Prompt learning has its own task (data_modules/nested_shapes.py: a point on a small shape inside a larger one
@@ -74,8 +76,8 @@ def build_cli(experiment: str, out: Path, overrides: list[str], run_name: str, d
 
 
 def prepare(out: Path, num_train: int, num_eval: int, pretrain_steps: int | None,
-            clip_steps: int | None = None) -> Path:
-    """Synthetic data, the pretrained tiny SAM and tiny CLIP (each made once; delete them to redo)."""
+            clip_steps: int | None = None) -> None:
+    """Synthetic data, the pretrained tiny SAMs and tiny CLIP (each made once; delete them to redo)."""
     from data_modules.nested_shapes import write_nested_shapes
     from data_modules.synth import write_synthetic_refcoco
     from samadapt.sam import save_sam_checkpoint
@@ -87,20 +89,28 @@ def prepare(out: Path, num_train: int, num_eval: int, pretrain_steps: int | None
     if not (out / "data" / "nested").exists():
         write_nested_shapes(out / "data" / "nested", (("train", num_train), ("val", num_eval), ("test", 2 * num_eval)))
         print(f"[demo] nested-shapes data written to {out / 'data' / 'nested'}")
-    checkpoint = out / "tiny_sam.pth"
-    if not checkpoint.exists():
-        overrides = [f"--trainer.max_steps={pretrain_steps}"] if pretrain_steps else []
-        cli = build_cli("demo_pretrain", out, overrides, "pretrain")
+    if not (out / "data" / "nested_parts").exists():  # other scenes (seed 1) than the task's, for pretraining
+        write_nested_shapes(out / "data" / "nested_parts", (("train", num_train), ("val", num_eval)), seed=1,
+                            every_shape=True)
+    steps = [f"--trainer.max_steps={pretrain_steps}"] if pretrain_steps else []
+    stages = (  # (experiment, data folder, overrides, weights written): the experiments name these files
+        ("demo_pretrain", "", steps, "tiny_sam.pth"),  # objects, from points and boxes, from scratch
+        ("demo_pretrain_parts", "nested_parts", [*steps, f"--model.sam_checkpoint={out / 'tiny_sam.pth'}"],
+         "tiny_sam_parts.pth"),  # then parts and wholes, from boxes: the stand-in for the nested-shapes task
+    )
+    for experiment, data_folder, overrides, weights in stages:
+        if (out / weights).exists():
+            continue
         start = time.perf_counter()
+        cli = build_cli(experiment, out, overrides, experiment.removeprefix("demo_"), data_folder)
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
         finish_wandb()
-        save_sam_checkpoint(cli.model.model.sam, checkpoint)
-        print(f"[demo] tiny SAM pretrained in {time.perf_counter() - start:.0f} s, saved to {checkpoint}")
+        save_sam_checkpoint(cli.model.model.sam, out / weights)
+        print(f"[demo] {experiment}: tiny SAM trained in {time.perf_counter() - start:.0f} s, saved to {out / weights}")
     if not (out / "tiny_clip.pt").exists():
         from samadapt.demo_clip import pretrain_tiny_clip
 
         pretrain_tiny_clip(out / "data", out / "tiny_clip.pt", **({"steps": clip_steps} if clip_steps else {}))
-    return checkpoint
 
 
 def prepare_classaware(out: Path, num_train: int, num_eval: int) -> None:
@@ -113,8 +123,9 @@ def prepare_classaware(out: Path, num_train: int, num_eval: int) -> None:
         print(f"[demo] synthetic class-aware data written to {root}")
 
 
-def train_and_test(method: str, experiment: str, out: Path, checkpoint: Path, steps: int | None):
+def train_and_test(method: str, experiment: str, out: Path, steps: int | None):
     exp = yaml.safe_load((EXPERIMENTS / f"{experiment}.yaml").read_text())
+    checkpoint = out / Path(exp["model"]["sam_checkpoint"]).name  # the stand-in SAM the experiment names
     untrained = (exp.get("trainer") or {}).get("max_steps") == 0
     steps = None if untrained else steps  # a reference row stays untrained under --steps
     overrides = [f"--model.sam_checkpoint={checkpoint}"] + ([f"--trainer.max_steps={steps}"] if steps else [])
@@ -198,7 +209,7 @@ def _parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=Path("runs/demo"))
     parser.add_argument("--num-train", type=int, default=800, help="synthetic training images")
     parser.add_argument("--num-eval", type=int, default=50, help="synthetic images per evaluation split")
-    parser.add_argument("--pretrain-steps", type=int, default=None, help="override demo_pretrain.yaml")
+    parser.add_argument("--pretrain-steps", type=int, default=None, help="override both pretraining stages' steps")
     parser.add_argument("--clip-steps", type=int, default=None, help="tiny CLIP pretraining steps (default 300)")
     return parser
 
@@ -215,10 +226,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     start = time.perf_counter()
-    checkpoint = prepare(args.out, args.num_train, args.num_eval, args.pretrain_steps, args.clip_steps)
+    prepare(args.out, args.num_train, args.num_eval, args.pretrain_steps, args.clip_steps)
     results, clis = {}, {}
     for method in args.methods:
-        clis[method], results[method] = train_and_test(method, DEMO_METHODS[method], args.out, checkpoint, args.steps)
+        clis[method], results[method] = train_and_test(method, DEMO_METHODS[method], args.out, args.steps)
         print(f"[demo] {method}: " + ", ".join(f"{k} {results[method][k]:.3f}" for k in METRIC_KEYS))
     atomic_write_json(results, args.out / "metrics.json")
     write_report([Path(cli.trainer.log_dir) for cli in clis.values()], args.out)

@@ -2,6 +2,8 @@
 
 import json
 
+import torch
+
 from samadapt.cli import main
 from samadapt.sam import build_sam, load_sam_state_dict
 from samadapt.sam.checkpoint import identify_variant
@@ -13,10 +15,15 @@ def test_demo_writes_metrics_report_and_examples(tmp_path, monkeypatch):
     main(["demo", "--out", str(out), "--num-train", "12", "--num-eval", "3", "--pretrain-steps", "3",
           "--clip-steps", "2", "--steps", "3"])
 
-    # the stand-in SAM is an official-format file that loads like a real checkpoint
-    state = load_sam_state_dict(out / "tiny_sam.pth")
-    assert identify_variant(state) == "tiny"
-    build_sam("tiny", str(out / "tiny_sam.pth"))
+    # the stand-in SAMs are official-format files that load like a real checkpoint; the nested-shapes task's one
+    # is the first trained on (its weights moved)
+    states = {name: load_sam_state_dict(out / name) for name in ("tiny_sam.pth", "tiny_sam_parts.pth")}
+    for name, state in states.items():
+        assert identify_variant(state) == "tiny"
+        build_sam("tiny", str(out / name))
+    assert states["tiny_sam.pth"].keys() == states["tiny_sam_parts.pth"].keys()
+    assert any(not torch.equal(v, states["tiny_sam_parts.pth"][k]) for k, v in states["tiny_sam.pth"].items())
+    assert len(list((out / "data" / "nested_parts" / "train" / "masks").glob("*_1.png"))) == 12  # a part per scene
 
     metrics = json.loads((out / "metrics.json").read_text())
     from samadapt.demo import DEMO_METHODS
