@@ -2,8 +2,9 @@
 
 Everything here runs on the CPU (and on a GPU when one is present); numbers are ratios of things timed in the
 same process, one after the other, so they compare on any machine. Each figure carries the goal of issue 9 and
-whether it is met. `make bench QUICK=1` (`--quick`) runs a reduced set at 256 px in a few minutes; the goals are
-set for the full run (512 / 1024 px), so quick figures are indicative only.
+whether it is met. `make bench QUICK=1` (`--quick`) runs a reduced set at 256 px in under 3 minutes (section 2:
+the rows with goals and `full`; section 3: one step per mode, timed in its memory process); the goals are set
+for the full run (512 / 1024 px), so quick figures are indicative only.
 
 The machine may be shared: absolute seconds move with its load (recorded as `load_average`); interleaved
 ratios much less so.
@@ -29,6 +30,7 @@ OFFICIAL_VIT_B = Path("checkpoints/sam_vit_b_01ec64.pth")
 # Issue 9's bar for each figure (methods not listed have no goal: their overhead is reported only).
 ALL_SECTIONS = "1,2,3,4,5,6,7"
 METHOD_GOALS = {"sam_ptx": 1.05, "clip_guided": 1.05, "dit_windowed": 1.10}
+QUICK_METHODS = {*METHOD_GOALS, "full"}  # QUICK's section 2: the rows with goals, and `full` to show the noise
 # Methods that read CLIP, and the CLIP of their experiment files (SAM-PTx: ViT-B/32; CLIP-Guided SAM: ViT-B/16),
 # built with random weights: timing needs no training.
 CLIP_METHODS = {"sam_ptx": "ViT-B-32", "clip_guided": "ViT-B-16", "clip_points": "ViT-B-16"}
@@ -246,9 +248,12 @@ def peak_step_memory(method: str, size: int, batch_size: int, checkpointing: boo
         return {"peak_bytes": peak, "step_bytes": peak - before, "how": "torch.cuda.max_memory_allocated"}
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current resident set
     before = _rss_bytes("VmRSS")
+    start = time.perf_counter()
     train_step(module, optimizer, batch, kinds * batch_size)
+    seconds = time.perf_counter() - start
     peak = _rss_bytes("VmHWM")
-    return {"peak_bytes": peak, "step_bytes": peak - before, "how": "process RSS high-water (VmHWM), fresh process"}
+    return {"peak_bytes": peak, "step_bytes": peak - before, "step_s": seconds,
+            "how": "process RSS high-water (VmHWM), fresh process"}
 
 
 def peak_memory_in_subprocess(method: str, size: int, batch_size: int, checkpointing: bool | str) -> dict:
@@ -264,18 +269,22 @@ def peak_memory_in_subprocess(method: str, size: int, batch_size: int, checkpoin
 CHECKPOINT_MODES = {"plain": False, "full": "full", "selective": "selective"}
 
 
-def checkpointing_step(method: str, size: int, batch_size: int, device: torch.device, repeats: int) -> dict:
+def checkpointing_step(method: str, size: int, batch_size: int, device: torch.device, repeats: int | None) -> dict:
     """Step time without and with activation checkpointing (full, selective; interleaved) and each one's peak
-    memory. The goal is met when a mode keeps <= 0.5x the plain step's memory at <= 1.4x its time."""
-    batch = step_batch(batch_size, size, device)
-    steps = {}
-    for name, flag in CHECKPOINT_MODES.items():
-        module, optimizer, kinds = step_module(method, size, flag, device)
-        steps[name] = lambda m=module, o=optimizer, k=kinds * batch_size: train_step(m, o, batch, k)
-    t = side_by_side(steps, repeats=repeats)
-    del steps
+    memory. The goal is met when a mode keeps <= 0.5x the plain step's memory at <= 1.4x its time.
+    repeats None (QUICK): the times are the single steps timed in the memory processes (CPU only)."""
+    t = {}
+    if repeats is not None or device.type != "cpu":
+        batch = step_batch(batch_size, size, device)
+        steps = {}
+        for name, flag in CHECKPOINT_MODES.items():
+            module, optimizer, kinds = step_module(method, size, flag, device)
+            steps[name] = lambda m=module, o=optimizer, k=kinds * batch_size: train_step(m, o, batch, k)
+        t = side_by_side(steps, repeats=repeats or 1)
+        del steps
     memory = {name: peak_memory_in_subprocess(method, size, batch_size, flag)
               for name, flag in CHECKPOINT_MODES.items()}
+    t = t or {name: memory[name].get("step_s", float("nan")) for name in CHECKPOINT_MODES}
     modes = {}
     for name in ("full", "selective"):
         mem_ratio = None
@@ -444,7 +453,8 @@ def main(argv: list[str] | None = None) -> None:
             save(1)
 
     if 2 in wanted:
-        rows = method_forward_overheads(size, device, reps, only=set(args.methods.split(",")) if args.methods else None)
+        only = set(args.methods.split(",")) if args.methods else QUICK_METHODS if quick else None
+        rows = method_forward_overheads(size, device, reps, only=only)
         results["method_overhead"] = {**results.get("method_overhead", {}), **rows}
         for label, row in rows.items():
             shown = f"x{row['ratio']:.3f}" if row.get("ratio") is not None else "-"
@@ -454,7 +464,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if 3 in wanted:
         method = args.method or default_step_method()
-        results["checkpointing"] = row = checkpointing_step(method, size, 2, device, 1 if quick else 3)
+        results["checkpointing"] = row = checkpointing_step(method, size, 2, device, None if quick else 3)
         mem = "; ".join(f"{k} peak +{v['step_bytes'] / 2**20:.0f} MB" if "step_bytes" in v else f"{k} {v}"
                         for k, v in row["memory"].items())
         modes = "; ".join(f"{k} {m['step_s']:.2f} s (time x{m['time_ratio']:.2f}, memory x"
