@@ -273,8 +273,11 @@ def checkpointing_step(method: str, size: int, batch_size: int, device: torch.de
     """Step time without and with activation checkpointing (full, selective; interleaved) and each one's peak
     memory. The goal is met when a mode keeps <= 0.5x the plain step's memory at <= 1.4x its time.
     repeats None (QUICK): the times are the single steps timed in the memory processes (CPU only)."""
-    t = {}
-    if repeats is not None or device.type != "cpu":
+    memory = {name: peak_memory_in_subprocess(method, size, batch_size, flag)
+              for name, flag in CHECKPOINT_MODES.items()}
+    if repeats is None and device.type == "cpu":
+        t = {name: memory[name].get("step_s", float("nan")) for name in CHECKPOINT_MODES}
+    else:
         batch = step_batch(batch_size, size, device)
         steps = {}
         for name, flag in CHECKPOINT_MODES.items():
@@ -282,9 +285,6 @@ def checkpointing_step(method: str, size: int, batch_size: int, device: torch.de
             steps[name] = lambda m=module, o=optimizer, k=kinds * batch_size: train_step(m, o, batch, k)
         t = side_by_side(steps, repeats=repeats or 1)
         del steps
-    memory = {name: peak_memory_in_subprocess(method, size, batch_size, flag)
-              for name, flag in CHECKPOINT_MODES.items()}
-    t = t or {name: memory[name].get("step_s", float("nan")) for name in CHECKPOINT_MODES}
     modes = {}
     for name in ("full", "selective"):
         mem_ratio = None

@@ -93,15 +93,15 @@ def prepare(out: Path, num_train: int, num_eval: int, pretrain_steps: int | None
         write_nested_shapes(out / "data" / "nested_parts", (("train", num_train), ("val", num_eval)), seed=1,
                             every_shape=True)
     steps = [f"--trainer.max_steps={pretrain_steps}"] if pretrain_steps else []
-    stages = (  # (experiment, data folder, overrides, weights written): the experiments name these files
-        ("demo_pretrain", "", steps, "tiny_sam.pth"),  # objects, from points and boxes, from scratch
-        ("demo_pretrain_parts", "nested_parts", [*steps, f"--model.sam_checkpoint={out / 'tiny_sam.pth'}"],
-         "tiny_sam_parts.pth"),  # then parts and wholes, from boxes: the stand-in for the nested-shapes task
+    stages = (  # (experiment, data folder, weights written; the later experiments name these files)
+        ("demo_pretrain", "", "tiny_sam.pth"),  # objects, from points and boxes, from scratch
+        ("demo_pretrain_parts", "nested_parts", "tiny_sam_parts.pth"),  # then parts and wholes, from boxes
     )
-    for experiment, data_folder, overrides, weights in stages:
+    for experiment, data_folder, weights in stages:
         if (out / weights).exists():
             continue
         start = time.perf_counter()
+        overrides = [*stand_in_checkpoint(experiment, out), *steps]
         cli = build_cli(experiment, out, overrides, experiment.removeprefix("demo_"), data_folder)
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
         finish_wandb()
@@ -123,12 +123,18 @@ def prepare_classaware(out: Path, num_train: int, num_eval: int) -> None:
         print(f"[demo] synthetic class-aware data written to {root}")
 
 
+def stand_in_checkpoint(experiment: str, out: Path) -> list[str]:
+    """The override that points the experiment's stand-in SAM (runs/demo/<file>) into `out`; none if it names none."""
+    exp = yaml.safe_load((EXPERIMENTS / f"{experiment}.yaml").read_text())
+    named = exp["model"].get("sam_checkpoint")
+    return [f"--model.sam_checkpoint={out / Path(named).name}"] if named else []
+
+
 def train_and_test(method: str, experiment: str, out: Path, steps: int | None):
     exp = yaml.safe_load((EXPERIMENTS / f"{experiment}.yaml").read_text())
-    checkpoint = out / Path(exp["model"]["sam_checkpoint"]).name  # the stand-in SAM the experiment names
     untrained = (exp.get("trainer") or {}).get("max_steps") == 0
     steps = None if untrained else steps  # a reference row stays untrained under --steps
-    overrides = [f"--model.sam_checkpoint={checkpoint}"] + ([f"--trainer.max_steps={steps}"] if steps else [])
+    overrides = stand_in_checkpoint(experiment, out) + ([f"--trainer.max_steps={steps}"] if steps else [])
     if exp["model"].get("text_encoder") == "clip":  # the stand-in CLIP made by prepare()
         overrides.append(f"--model.text_options.pretrained={out / 'tiny_clip.pt'}")
     cli = build_cli(experiment, out, overrides, method, DEMO_DATA.get(method, REFERRING)[0])
