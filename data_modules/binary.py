@@ -130,13 +130,15 @@ class BinarySegDataset(Dataset):
             lambda hw: self.load_mask(target, hw), self._augment, need_original=not self.train)
         if not px.prompt_mask.any():
             self.report.add("empty target mask: kept, its points are marked absent (label -1)", target.image)
-        nh, nw = px.content_hw
-        valid = torch.zeros(opt.image_size, opt.image_size, dtype=torch.bool)
-        valid[:nh, :nw] = True
-        if px.ignore is not None:
-            valid &= ~px.ignore[0]
+        valid = None  # where background points may fall: the content area minus ignore pixels
+        if opt.num_bg_points > 0:
+            nh, nw = px.content_hw
+            valid = torch.zeros(opt.image_size, opt.image_size, dtype=torch.bool)
+            valid[:nh, :nw] = True
+            if px.ignore is not None:
+                valid &= ~px.ignore[0]
         jitter = opt.box_jitter if self.train else 0.0
-        points, labels, box = letterboxed_prompts(px.mask[0], px.prompt_mask, px.scale, px.content_hw,
+        points, labels, box = letterboxed_prompts(px.mask_bool, px.prompt_mask, px.scale, px.content_hw,
                                                   opt.num_points, jitter, gen, opt.num_bg_points, opt.point_strategy,
                                                   valid)
         sample = {

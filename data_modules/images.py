@@ -6,10 +6,12 @@ so nothing changes silently; unreadable files stop with a message naming the fil
 
 from __future__ import annotations
 
+import io
 import logging
 from collections import Counter
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
@@ -53,6 +55,38 @@ def _open(path: Path, what: str, how_to_get: str, where: str, reduce_to: int | N
     return im
 
 
+_JPEG_END = b"\xff\xd9"
+_PNG_END = b"IEND\xaeB`\x82"
+
+
+def _opencv_decode(path: Path, image: bool) -> np.ndarray | None:
+    """Pixels of a complete 8-bit RGB JPEG (`image`) or 8-bit grayscale PNG (a mask) decoded by OpenCV, else None.
+
+    OpenCV and PIL decode these with the same libjpeg-turbo / zlib and give the same pixels (tests check it; both
+    ignore EXIF orientation, as the masks of every dataset here are drawn on the stored pixels);
+    OpenCV is faster and decodes straight into a numpy array, where PIL's asarray copies the pixels twice. Every
+    other file (grayscale, CMYK, 16-bit, palette, alpha, or anything OpenCV cannot read) returns
+    None and goes through PIL, which converts it (counted in the report) or names the problem. A file cut short
+    has no end marker: it goes to PIL too, which stops on it, where OpenCV would fill the missing part with grey.
+    """
+    if not path.is_file():
+        return None
+    data = path.read_bytes()
+    end = _JPEG_END if image else _PNG_END
+    if not data.endswith(end):
+        return None
+    try:
+        with Image.open(io.BytesIO(data)) as im:  # reads the header only
+            if image and not (im.format == "JPEG" and im.mode == "RGB"):
+                return None
+            if not image and not (im.format == "PNG" and im.mode == "L" and "transparency" not in im.info):
+                return None
+    except (OSError, UnidentifiedImageError, SyntaxError):
+        return None
+    flags = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION if image else cv2.IMREAD_UNCHANGED
+    return cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+
+
 def _to_uint8(arr: np.ndarray) -> np.ndarray:
     """16-bit (or wider) values scaled to 0..255 by their bit depth, not clipped."""
     if arr.dtype == np.uint8:
@@ -69,6 +103,8 @@ def read_rgb(
     `where` (e.g. " (line 12 of labeled.txt)") is appended to error messages.
     """
     path = Path(path)
+    if reduce_to is None and (fast := _opencv_decode(path, image=True)) is not None:
+        return fast
     im = _open(path, "image", how_to_get, where, reduce_to)
     mode = im.mode
     if mode == "RGB":
@@ -89,6 +125,8 @@ def read_rgb(
 def read_label(path: str | Path, report: LoadReport, how_to_get: str = "", where: str = "") -> np.ndarray:
     """HxW integer label map as stored (palette indices for P images, first channel for RGB ones)."""
     path = Path(path)
+    if (fast := _opencv_decode(path, image=False)) is not None:
+        return fast
     im = _open(path, "mask", how_to_get, where)
     if im.mode in ("RGB", "RGBA"):
         arr = np.asarray(im)

@@ -47,22 +47,37 @@ def _uniform(gen: Generator, n: int) -> torch.Tensor:
     return torch.rand(n, generator=gen) * 2.0 - 1.0
 
 
+def _bounds(m: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(y0, y1, x0, x1) of the smallest window holding every True pixel of HxW bool `m` (ends exclusive); None if
+    there is none."""
+    rows, cols = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
+    if len(rows) == 0:
+        return None
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
 def sample_points(
-    mask: torch.Tensor | np.ndarray, k: int = 1, generator: Generator = None
+    mask: torch.Tensor | np.ndarray, k: int = 1, generator: Generator = None,
+    bounds: tuple[int, int, int, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """k foreground points drawn uniformly (with replacement) among mask pixels.
 
     Returns points (k, 2) float (x, y) and labels (k,) long: 1 for foreground, -1 if the mask is empty.
+    `bounds`: the mask's `_bounds`, when the caller has them already.
     """
     m = _as_bool_array(mask)
     h, w = m.shape
-    flat = np.flatnonzero(m)  # row-major, as torch.nonzero
-    if len(flat) == 0:
+    bounds = _bounds(m) if bounds is None else bounds
+    if bounds is None:
         centre = torch.tensor([[(w - 1) / 2.0, (h - 1) / 2.0]]).repeat(k, 1)
         return centre, torch.full((k,), -1, dtype=torch.long)
-    picked = torch.from_numpy(flat)[_randint(generator, len(flat), k)]
-    points = torch.stack([picked % w, picked // w], dim=1).float()
-    return points, torch.ones(k, dtype=torch.long)
+    # Enumerating the pixels inside the bounds lists them in the same row-major order as over the whole mask
+    # (so the same draws give the same points), in a fraction of the time.
+    y0, y1, x0, x1 = bounds
+    flat = np.flatnonzero(m[y0:y1, x0:x1])
+    picked = flat[_randint(generator, len(flat), k).numpy()]
+    points = np.stack([picked % (x1 - x0) + x0, picked // (x1 - x0) + y0], axis=1).astype(np.float32)
+    return torch.from_numpy(points), torch.ones(k, dtype=torch.long)
 
 
 def interior_region(mask: torch.Tensor | np.ndarray, fraction: float = 0.5) -> torch.Tensor:
@@ -90,11 +105,14 @@ def sample_background_points(
 def mask_to_box(mask: torch.Tensor | np.ndarray) -> torch.Tensor:
     """Tight box (4,) x0, y0, x1, y1 (inclusive) of the mask; the whole image if the mask is empty."""
     m = _as_bool_array(mask)
-    h, w = m.shape
-    cols, rows = np.flatnonzero(m.any(0)), np.flatnonzero(m.any(1))
-    if len(cols) == 0:
-        return torch.tensor([0.0, 0.0, w - 1.0, h - 1.0])
-    return torch.tensor([cols[0], rows[0], cols[-1], rows[-1]], dtype=torch.float32)
+    return _box(_bounds(m), m.shape)
+
+
+def _box(bounds: tuple[int, int, int, int] | None, hw: tuple[int, int]) -> torch.Tensor:
+    if bounds is None:
+        return torch.tensor([0.0, 0.0, hw[1] - 1.0, hw[0] - 1.0])
+    y0, y1, x0, x1 = bounds
+    return torch.tensor([x0, y0, x1 - 1, y1 - 1], dtype=torch.float32)
 
 
 def jitter_box(
@@ -105,15 +123,12 @@ def jitter_box(
         return box.clone()
     x0, y0, x1, y1 = box.tolist()
     bw, bh = x1 - x0 + 1.0, y1 - y0 + 1.0
-    d = _uniform(generator, 4) * jitter
-    out = torch.tensor([x0 + d[0] * bw, y0 + d[1] * bh, x1 + d[2] * bw, y1 + d[3] * bh])
+    d = (_uniform(generator, 4) * jitter).tolist()  # four floats: plain Python beats torch's per-op cost here
     h, w = bounds_hw
-    out[0::2] = out[0::2].clamp(0, w - 1)
-    out[1::2] = out[1::2].clamp(0, h - 1)
+    xs = [min(max(x0 + d[0] * bw, 0.0), w - 1.0), min(max(x1 + d[2] * bw, 0.0), w - 1.0)]
+    ys = [min(max(y0 + d[1] * bh, 0.0), h - 1.0), min(max(y1 + d[3] * bh, 0.0), h - 1.0)]
     # keep x0 <= x1, y0 <= y1 even when a side crossed the opposite one
-    lo = torch.minimum(out[:2], out[2:])
-    hi = torch.maximum(out[:2], out[2:])
-    return torch.cat([lo, hi])
+    return torch.tensor([min(xs), min(ys), max(xs), max(ys)], dtype=torch.float32)
 
 
 def sample_prompts(
@@ -132,12 +147,15 @@ def sample_prompts(
     points drawn from `valid` minus the mask (default: everywhere outside the mask).
     """
     mask = _as_bool_array(mask)
-    region = interior_region(mask) if strategy == "interior" else mask
-    points, labels = sample_points(region, num_points, generator)
+    bounds = _bounds(mask)
+    if strategy == "interior":
+        points, labels = sample_points(interior_region(mask), num_points, generator)
+    else:
+        points, labels = sample_points(mask, num_points, generator, bounds)
     if num_bg_points > 0:
         bg_points, bg_labels = sample_background_points(mask, num_bg_points, generator, valid)
         points, labels = torch.cat([points, bg_points]), torch.cat([labels, bg_labels])
-    box = mask_to_box(mask)
+    box = _box(bounds, mask.shape)
     if box_jitter > 0 and bool((labels == 1).any()):
         hw = bounds_hw if bounds_hw is not None else mask.shape
         box = jitter_box(box, box_jitter, hw, generator)

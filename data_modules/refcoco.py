@@ -202,7 +202,7 @@ class RefCocoDataset(Dataset):
             lambda: self._load_image(ref["image_id"]), f"ann{ref['ann_id']}", [self.paths["instances"]],
             lambda hw: (self._load_mask(ref, hw), None), self.color_jitter, need_original=not self.train)
         jitter = self.box_jitter if self.train else 0.0
-        points, labels, box = letterboxed_prompts(px.mask[0], px.prompt_mask, px.scale, px.content_hw,
+        points, labels, box = letterboxed_prompts(px.mask_bool, px.prompt_mask, px.scale, px.content_hw,
                                                   self.num_points, jitter, gen)
         sample = {
             "image": px.image,

@@ -41,7 +41,7 @@ def letterbox(image: np.ndarray, mask: np.ndarray, size: int) -> Letterboxed:
     h, w = image.shape[:2]
     nh, nw = letterbox_shape(h, w, size)
     out_mask = np.zeros((1, size, size), dtype=np.uint8)  # numpy: torch's per-op overhead dominates here
-    out_mask[0, :nh, :nw] = _resize_nearest(mask > 0, nh, nw)
+    out_mask[0, :nh, :nw] = _resize_nearest(mask, nh, nw)
     return Letterboxed(out_img, torch.from_numpy(out_mask), size / max(h, w), (nh, nw))
 
 
@@ -59,13 +59,14 @@ def letterbox_image(image: np.ndarray, size: int) -> torch.Tensor:
 
 
 def _resize_nearest(mask: np.ndarray, nh: int, nw: int) -> np.ndarray:
-    """HxW boolean map resized to (nh, nw) by nearest neighbour (bool array).
+    """HxW map resized to (nh, nw) by nearest neighbour, as a bool array (nonzero = True).
 
     OpenCV's INTER_NEAREST_EXACT takes the source pixel under each target pixel centre, the rule PIL's NEAREST
     uses (plain INTER_NEAREST does not), so masks are pixel-identical to PIL's, faster.
     """
-    small = cv2.resize(np.ascontiguousarray(mask, dtype=np.uint8), (nw, nh), interpolation=cv2.INTER_NEAREST_EXACT)
-    return small > 0
+    binary = mask if mask.dtype == np.bool_ else mask != 0
+    src = np.ascontiguousarray(binary).view(np.uint8)  # bool -> 0/1 bytes without a copy
+    return cv2.resize(src, (nw, nh), interpolation=cv2.INTER_NEAREST_EXACT).view(np.bool_)
 
 
 def letterbox_mask(mask: np.ndarray, size: int) -> torch.Tensor:

@@ -496,7 +496,10 @@ def main(argv: list[str] | None = None) -> None:
         data.update(goal(data["goal_later_epochs"]["ratio"], 0.8, at_least=True))  # with the pixel cache
         results["data_loading"] = data
         print(f"5 data loading at {data['image_size']} px: decode only (JPEG + mask) {data['decode_only_per_s']:.0f}"
-              f" samples/s; per worker: " + "; ".join(
+              f" samples/s with PIL, {data['opencv_decode_only_per_s']:.0f}/s with OpenCV (the loader's decoder); "
+              f"cold against OpenCV: " + ", ".join(f"{w} workers x{v['ratio_to_opencv_decode']:.2f}"
+                                                   for w, v in data["workers"].items()) +
+              "; per worker against PIL: " + "; ".join(
                   f"{w} workers cold {v['per_worker']:.0f}/s (x{v['ratio_to_decode']:.2f}), pixel cache first epoch "
                   f"{c['first_epoch']['per_worker']:.0f}/s (x{c['first_epoch']['ratio_to_decode']:.2f}), later "
                   f"epochs {c['later_epochs']['per_worker']:.0f}/s (x{c['later_epochs']['ratio_to_decode']:.2f})"

@@ -63,3 +63,15 @@ def test_collate_pads_points_with_minus_one():
     assert b["points"].shape == (2, 3, 2) and b["points"][0, 1:].eq(0).all() and b["points"][1].eq(1).all()
     assert b["point_labels"].tolist() == [[1, -1, -1], [1, 1, 1]] and b["point_labels"].dtype == torch.long
     assert b["text"] == ["t0", "t1"] and b["sample_id"] == ["0", "1"] and b["orig_size"].shape == (2, 2)
+
+
+def test_points_are_the_row_major_draws_over_the_whole_mask():
+    """Sampling inside the mask's bounds draws the same points as indexing every mask pixel in row-major order."""
+    m = np.zeros((40, 50), bool)
+    m[3:9, 30:45] = True  # two separate blobs: the bounds hold background too
+    m[25:37, 4:12] = True
+    pts, _ = sample_points(m, 64, torch.Generator().manual_seed(7))
+    flat = np.flatnonzero(m)
+    idx = torch.randint(0, len(flat), (64,), generator=torch.Generator().manual_seed(7)).numpy()
+    expected = np.stack([flat[idx] % 50, flat[idx] // 50], 1)
+    assert np.array_equal(pts.numpy(), expected.astype(np.float32))
