@@ -69,9 +69,10 @@ def _opencv_decode(path: Path, image: bool) -> np.ndarray | None:
     None and goes through PIL, which converts it (counted in the report) or names the problem. A file cut short
     has no end marker: it goes to PIL too, which stops on it, where OpenCV would fill the missing part with grey.
     """
-    if not path.is_file():
+    try:
+        data = path.read_bytes()
+    except OSError:  # missing or unreadable: PIL's path names the problem
         return None
-    data = path.read_bytes()
     end = _JPEG_END if image else _PNG_END
     if not data.endswith(end):
         return None
