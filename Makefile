@@ -52,7 +52,7 @@ app: install  ## try the demo's checkpoints in the browser (after make demo): ma
 # glibc otherwise hands every large freed block back to the OS and page-faults it in again on the next forward
 # (attention masks of tens of MB): measured ~20% on the CPU, for official and samadapt code alike.
 bench: install  ## speed and memory benchmarks, ratios measured side by side (QUICK=1: reduced set, minutes)
-	MALLOC_MMAP_THRESHOLD_=2000000000 MALLOC_TRIM_THRESHOLD_=4000000000 $(PY) -m samadapt.bench $(if $(QUICK),--quick) $(ARGS)
+	MALLOC_MMAP_THRESHOLD_=2000000000 MALLOC_TRIM_THRESHOLD_=4000000000 $(PY) -m samadapt.commands.bench $(if $(QUICK),--quick) $(ARGS)
 
 lint: install  ## ruff
 	$(VENV)/bin/ruff check samadapt data_modules tests

@@ -1,11 +1,11 @@
 """Datasets and LightningDataModules that yield samples in the shared prompted-segmentation format."""
 
-from .collate import collate_prompted
-from .prompts import jitter_box, mask_to_box, sample_points, sample_prompts
-from .refcoco import RefCocoDataset
-from .safe_pickle import load_refs, load_refs_pickle
-from .synth import write_synthetic_refcoco
-from .transforms import letterbox, swap_left_right
+from data_modules.datasets.refcoco import RefCocoDataset
+from data_modules.datasets.safe_pickle import load_refs, load_refs_pickle
+from data_modules.pipeline.collate import collate_prompted
+from data_modules.pipeline.prompts import jitter_box, mask_to_box, sample_points, sample_prompts
+from data_modules.pipeline.transforms import letterbox, swap_left_right
+from data_modules.synthetic.referring import write_synthetic_refcoco
 
 _LAZY = {
     "PromptedSegDataModule": ".base",

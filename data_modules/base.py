@@ -6,10 +6,9 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from data_modules.pipeline.collate import collate_prompted
+from data_modules.pipeline.resumable import EvalShardSampler, ResumableDataLoader, ResumableSampler, SeededDataset
 from samadapt.errors import SamAdaptError
-
-from .collate import collate_prompted
-from .resumable import EvalShardSampler, ResumableDataLoader, ResumableSampler, SeededDataset
 
 
 def take_first(ds: Dataset, n: int | None) -> Dataset:

@@ -6,11 +6,10 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
+from data_modules.base import PromptedSegDataModule, take_first
+from data_modules.pipeline.binary import SampleOptions, check_template
+from data_modules.pipeline.prompts import PointStrategy
 from samadapt.errors import MissingFileError
-
-from .base import PromptedSegDataModule, take_first
-from .binary import SampleOptions, check_template
-from .prompts import PointStrategy
 
 
 class ClassSegDataModule(PromptedSegDataModule):

@@ -11,16 +11,15 @@ from typing import Literal
 
 from torch.utils.data import Dataset
 
+from data_modules.class_datamodule import ClassSegDataModule
+from data_modules.datasets.ade20k import HOW_TO_GET_ADE20K, ade20k_dataset
+from data_modules.datasets.celebamask import HOW_TO_GET_CELEBAMASK, CelebAMaskDataset
+from data_modules.datasets.coco import HOW_TO_GET_COCO_LOWDATA, coco_lowdata_dataset
+from data_modules.datasets.cod10k import HOW_TO_GET_COD10K, Cod10kDataset
+from data_modules.datasets.folder import HOW_TO_GET_FOLDER, FolderDataset
+from data_modules.datasets.splits import read_split, split_file
+from data_modules.pipeline.prompts import PointStrategy
 from samadapt.errors import MissingFileError
-
-from .ade20k import HOW_TO_GET_ADE20K, ade20k_dataset
-from .celebamask import HOW_TO_GET_CELEBAMASK, CelebAMaskDataset
-from .class_datamodule import ClassSegDataModule
-from .coco import HOW_TO_GET_COCO_LOWDATA, coco_lowdata_dataset
-from .cod10k import HOW_TO_GET_COD10K, Cod10kDataset
-from .folder import HOW_TO_GET_FOLDER, FolderDataset
-from .prompts import PointStrategy
-from .splits import read_split, split_file
 
 
 class _UniMatchDataModule(ClassSegDataModule):

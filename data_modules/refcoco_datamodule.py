@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from data_modules.base import PromptedSegDataModule, take_first
+from data_modules.datasets.refcoco import RefCocoDataset, cached_refs, check_refcoco_paths, refcoco_paths
 from samadapt.errors import SamAdaptError
-
-from .base import PromptedSegDataModule, take_first
-from .refcoco import RefCocoDataset, cached_refs, check_refcoco_paths, refcoco_paths
 
 # The published split-bys of each dataset and their evaluation splits (the refer toolkit's layout).
 REFCOCO_SPLITS: dict[str, dict[str, tuple[str, ...]]] = {

@@ -9,10 +9,10 @@ from torch import nn
 from samadapt.embedding_cache import EmbeddingCache, encoder_fingerprint
 from samadapt.errors import SamAdaptError
 from samadapt.methods import build_method
-from samadapt.prompt_checks import check_prompts
 from samadapt.sam import build_sam
 from samadapt.sam.activation_checkpointing import checkpoint_encoder_blocks
 from samadapt.sam.loop import decode, embed_prompts
+from samadapt.sam.prompt_checks import check_prompts
 from samadapt.text import TextFeatures, build_text_encoder
 
 SPATIAL_PROMPTS = ("points", "box")

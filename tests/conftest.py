@@ -9,7 +9,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from tests.fixtures_text import make_tiny_bert, make_tiny_clip  # noqa: E402
+from tests.helpers.text import make_tiny_bert, make_tiny_clip  # noqa: E402
 
 TEST_SIZE = 64  # tests run the tiny SAM at 64 px (an 8x8 token grid)
 
@@ -49,7 +49,7 @@ def tiny_sam_checkpoint(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def shapes_root(tmp_path_factory) -> str:
-    from data_modules.synth import write_synthetic_refcoco
+    from data_modules.synthetic.referring import write_synthetic_refcoco
 
     root = tmp_path_factory.mktemp("shapes")
     write_synthetic_refcoco(root, dataset="shapes", num_train=24, num_eval=6, seed=0)
@@ -70,7 +70,7 @@ def tiny_clip(tmp_path_factory) -> tuple[dict, str]:
 @pytest.fixture(scope="session")
 def tiny_layouts(tmp_path_factory) -> dict[str, str]:
     """Tiny datasets in each official layout, keyed by the class_path of the DataModule that reads them."""
-    from data_modules import synth_layouts as layouts
+    from data_modules.synthetic import layouts
 
     base = tmp_path_factory.mktemp("layouts")
     return {
@@ -86,7 +86,7 @@ def tiny_layouts(tmp_path_factory) -> dict[str, str]:
 def trained_runs(tmp_path_factory, tiny_sam_checkpoint, shapes_root, tiny_bert) -> dict:
     """Two demo-sized runs (2 steps, then tested): shallow fusion (encoder frozen, embedding reusable) and
     L-DIT (text inside the encoder). name -> (run folder with results.json, last.ckpt)."""
-    from tests.tiny_runs import fit_and_test
+    from tests.helpers.tiny_runs import fit_and_test
 
     out = tmp_path_factory.mktemp("runs")
     return {name: fit_and_test(experiment, out, name, tiny_sam_checkpoint, shapes_root, tiny_bert)

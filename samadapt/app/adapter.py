@@ -8,9 +8,9 @@ import numpy as np
 import torch
 
 from samadapt.errors import SamAdaptError
-from samadapt.prediction_panel import draw_prompts
-from samadapt.predictor import SamAdaptPredictor
-from samadapt.segment import overlay
+from samadapt.inference.predictor import SamAdaptPredictor
+from samadapt.inference.segment import overlay
+from samadapt.training.prediction_panel import draw_prompts
 
 KIND_WORDS = {"text": "text", "points": "clicked points", "box": "a box"}
 

@@ -12,9 +12,8 @@ import torch
 
 from samadapt.app.adapter import AppModel
 from samadapt.app.server import App, make_server
-from samadapt.demo import DEMO_METHODS
 from samadapt.errors import SamAdaptError
-from samadapt.segment import IMAGE_SUFFIXES
+from samadapt.inference.segment import IMAGE_SUFFIXES
 
 DEMO_FOLDER = Path("runs/demo")  # `make demo` writes here
 DEMO_IMAGES = Path("data/images/train2014")  # the demo's synthetic images, inside a demo folder
@@ -37,10 +36,10 @@ def example_images(folder: Path | None, demo: Path | None) -> list[Path]:
 
 
 def demo_checkpoints(demo: Path) -> list[Path]:
-    """The newest last.ckpt of each demo method under <demo>/logs/<method>/version_N/checkpoints/."""
+    """The newest last.ckpt of each demo run under <demo>/logs/<method>/version_N/checkpoints/."""
     found = []
-    for method in DEMO_METHODS:
-        versions = (demo / "logs" / method).glob("version_*/checkpoints/last.ckpt")
+    for run in sorted(p for p in (demo / "logs").glob("*") if p.is_dir()):
+        versions = run.glob("version_*/checkpoints/last.ckpt")
         newest = max(versions, key=lambda p: int(p.parents[1].name.split("_")[-1]), default=None)
         if newest is not None:
             found.append(newest)

@@ -24,8 +24,8 @@ from PIL import Image, UnidentifiedImageError
 
 from samadapt.app.adapter import AppModel, Prompts
 from samadapt.errors import SamAdaptError
-from samadapt.predictor import check_prompts
-from samadapt.segment import parse_numbers
+from samadapt.inference.predictor import check_prompts
+from samadapt.inference.segment import parse_numbers
 
 PAGE = Path(__file__).with_name("page.html")
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024

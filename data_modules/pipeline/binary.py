@@ -1,0 +1,176 @@
+"""One binary target per sample: the shared reading / augmentation / prompt path of the class-based datasets.
+
+A dataset lists its targets (image, which object or class, text) once at start-up; `load` decodes one.
+Training: random flip (swapping left/right in the text), photometric augmentation, jittered box and fresh
+points on every read. Evaluation: no augmentation, prompts seeded by the sample id, so a sample gets the
+same prompts in every run, in any order and in any subset.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from data_modules.pipeline.augment import PhotometricAugment
+from data_modules.pipeline.images import LoadReport, binary_from_label, check_same_size, read_label, read_rgb
+from data_modules.pipeline.pixel_cache import PixelCache, letterboxed_pixels
+from data_modules.pipeline.prompts import PointStrategy, letterboxed_prompts
+from data_modules.pipeline.transforms import image_key, original_target, swap_left_right
+
+
+@dataclass(frozen=True)
+class Target:
+    """One sample before decoding; `source` says where its mask comes from (dataset-specific)."""
+
+    sample_id: str
+    image: str
+    text: str
+    class_id: int = -1
+    source: tuple = ()
+
+
+@dataclass
+class SampleOptions:
+    """How samples are turned into model inputs (shared by every class-based DataModule)."""
+
+    image_size: int = 1024
+    num_points: int = 1
+    num_bg_points: int = 0
+    point_strategy: PointStrategy = "uniform"
+    box_jitter: float = 0.0
+    hflip: bool = False
+    color_jitter: bool = False
+    blur: bool = False
+    seed: int = 0
+    pixel_cache_dir: str | None = None  # letterboxed pixels stored on disk, read back in later epochs and runs
+    pixel_cache_mb: float = 20000
+
+
+def apply_template(template: str, name: str) -> str:
+    """`"a photo of a {}"` + "cat" -> "a photo of a cat"."""
+    return template.format(name) if name else ""
+
+
+def check_template(template: str) -> str:
+    from samadapt.errors import SamAdaptError
+
+    if template.count("{}") != 1:
+        raise SamAdaptError(f"text_template {template!r} must contain '{{}}' exactly once, e.g. 'a photo of a {{}}'.")
+    return template
+
+
+class BinarySegDataset(Dataset):
+    """Subclasses fill `self.targets` and implement `load_image(target)` (HxWx3 uint8) and
+    `load_mask(target, image_hw)` (HxW bool mask, HxW bool ignore or None); `mask_files(target)` names the files
+    the mask comes from, so the pixel cache can tell when one changed (None: masks are not cached)."""
+
+    hflip_prob: float = 0.5
+    flip_classes: dict[int, int] = {}  # class ids that a horizontal flip exchanges (left eye <-> right eye)
+
+    def __init__(self, options: SampleOptions, train: bool):
+        self.options, self.train = options, train
+        self.targets: list[Target] = []
+        self.report = LoadReport()
+        self._augment: PhotometricAugment | None = None
+        if train and (options.color_jitter or options.blur):
+            self._augment = PhotometricAugment(color_jitter=options.color_jitter, blur=options.blur)
+        self.pixel_cache: PixelCache | None = None
+        if options.pixel_cache_dir:
+            self.pixel_cache = PixelCache(options.pixel_cache_dir, options.image_size, options.pixel_cache_mb)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def load_image(self, target: Target) -> np.ndarray:
+        raise NotImplementedError
+
+    def load_mask(self, target: Target, image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
+        raise NotImplementedError
+
+    def mask_files(self, target: Target) -> list[Path] | None:
+        return None
+
+    def mask_settings(self) -> str:
+        """Dataset options that change a target's mask beyond its files (part of the mask's cache key)."""
+        return ""
+
+    def load(self, target: Target) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Decode one sample: (image HxWx3 uint8, mask HxW bool, ignore HxW bool or None)."""
+        image = self.load_image(target)
+        return (image, *self.load_mask(target, image.shape[:2]))
+
+    def texts(self) -> list[str]:
+        """The text of every sample, without decoding anything (for vocabulary statistics)."""
+        return [t.text for t in self.targets]
+
+    def _generator(self, target: Target) -> torch.Generator:
+        if self.train:  # fresh randomness per read; the global torch RNG differs per dataloader worker
+            return torch.Generator().manual_seed(int(torch.randint(0, 2**62, ())))
+        return torch.Generator().manual_seed(zlib.crc32(target.sample_id.encode()) + self.options.seed)
+
+    def __getitem__(self, idx: int) -> dict[str, Any]:
+        target = self.targets[idx]
+        opt = self.options
+        gen = self._generator(target)
+        text, class_id = target.text, target.class_id
+        flipped = self.train and opt.hflip and float(torch.rand((), generator=gen)) < self.hflip_prob
+        if flipped:
+            text = swap_left_right(text)
+            class_id = self.flip_classes.get(class_id, class_id)
+        files = self.mask_files(target)
+        px = letterboxed_pixels(
+            self.pixel_cache, opt.image_size, flipped, Path(target.image), lambda: self.load_image(target),
+            f"{type(self).__name__}|{self.mask_settings()}|{target!r}", None if files is None else [*files],
+            lambda hw: self.load_mask(target, hw), self._augment, need_original=not self.train)
+        if not px.prompt_mask.any():
+            self.report.add("empty target mask: kept, its points are marked absent (label -1)", target.image)
+        valid = None  # where background points may fall: the content area minus ignore pixels
+        if opt.num_bg_points > 0:
+            nh, nw = px.content_hw
+            valid = torch.zeros(opt.image_size, opt.image_size, dtype=torch.bool)
+            valid[:nh, :nw] = True
+            if px.ignore is not None:
+                valid &= ~px.ignore[0]
+        jitter = opt.box_jitter if self.train else 0.0
+        points, labels, box = letterboxed_prompts(px.mask_bool, px.prompt_mask, px.scale, px.content_hw,
+                                                  opt.num_points, jitter, gen, opt.num_bg_points, opt.point_strategy,
+                                                  valid)
+        sample = {
+            "image": px.image,
+            "mask": px.mask,
+            "points": points,
+            "point_labels": labels,
+            "box": box,
+            "text": text,
+            "sample_id": target.sample_id,
+            "orig_size": torch.tensor(px.orig_hw, dtype=torch.long),
+            "class_id": class_id,
+            "image_key": image_key(str(target.image), opt.image_size, flipped, self._augment is not None),
+        }
+        if px.ignore is not None:  # only datasets with ignore pixels carry the map (collate fills in blanks)
+            sample["ignore"] = px.ignore
+        if not self.train:  # metrics at the original resolution compare against this
+            sample["orig_mask"] = original_target(px.orig_mask, px.orig_ignore)
+        return sample
+
+
+class MaskFileDataset(BinarySegDataset):
+    """Targets whose mask is one binary image file, `target.source[0]` (COD10K, plain folders)."""
+
+    def load_image(self, target: Target) -> np.ndarray:
+        return read_rgb(target.image, self.report)
+
+    def load_mask(self, target: Target, image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
+        mask_path = Path(target.source[0])
+        mask = binary_from_label(read_label(mask_path, self.report), mask_path, self.report)
+        check_same_size(image_hw, mask, Path(target.image), mask_path)
+        return mask, None
+
+    def mask_files(self, target: Target) -> list[Path] | None:
+        return [Path(target.source[0])]

@@ -1,0 +1,152 @@
+"""Letterboxing to the model resolution and the optional training augmentations."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class Letterboxed:
+    """An image and mask letterboxed to S x S (content at top-left, zero padding bottom/right)."""
+
+    image: torch.Tensor  # (3, S, S) uint8 (the model converts to float after the copy to its device)
+    mask: torch.Tensor  # (1, S, S) uint8 {0, 1}: a quarter of float's bytes to cache, collate and pin
+    scale: float  # letterboxed coordinate = original coordinate * scale
+    content_hw: tuple[int, int]  # size of the resized content inside the S x S frame
+
+
+def letterbox_shape(h: int, w: int, size: int) -> tuple[int, int]:
+    """Resized (h, w) with the longest side == size, rounded as SAM's ResizeLongestSide does."""
+    scale = size / max(h, w)
+    return int(h * scale + 0.5), int(w * scale + 0.5)
+
+
+def letterbox(image: np.ndarray, mask: np.ndarray, size: int) -> Letterboxed:
+    """Resize HxWx3 uint8 image (bilinear) and HxW mask (nearest) so the longest side is `size`, pad to S x S.
+
+    The image goes through torch's antialiased bilinear resize on uint8 (what SAM's `apply_image_torch` does;
+    within 2 grey levels of PIL's resize and about 10x faster on the CPU), written straight into the padded frame.
+    Images stay uint8: a quarter of the bytes to collate, pin and copy to the device.
+    """
+    if mask.shape[:2] != image.shape[:2]:
+        raise ValueError(f"mask shape {mask.shape} does not match image shape {image.shape}")
+    out_img = letterbox_image(image, size)
+    h, w = image.shape[:2]
+    nh, nw = letterbox_shape(h, w, size)
+    out_mask = np.zeros((1, size, size), dtype=np.uint8)  # numpy: torch's per-op overhead dominates here
+    out_mask[0, :nh, :nw] = _resize_nearest(mask, nh, nw)
+    return Letterboxed(out_img, torch.from_numpy(out_mask), size / max(h, w), (nh, nw))
+
+
+def letterbox_image(image: np.ndarray, size: int) -> torch.Tensor:
+    """The image part of `letterbox`: HxWx3 uint8 -> (3, S, S) uint8."""
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must be HxWx3, got {image.shape}")
+    nh, nw = letterbox_shape(image.shape[0], image.shape[1], size)
+    with warnings.catch_warnings():  # PIL's arrays are read-only; this tensor is only read, never written
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        src = torch.from_numpy(np.ascontiguousarray(image, dtype=np.uint8)).permute(2, 0, 1)[None]  # channels-last
+    out_img = torch.zeros(3, size, size, dtype=torch.uint8)
+    out_img[:, :nh, :nw] = F.interpolate(src, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)[0]
+    return out_img
+
+
+def _resize_nearest(mask: np.ndarray, nh: int, nw: int) -> np.ndarray:
+    """HxW map resized to (nh, nw) by nearest neighbour, as a bool array (nonzero = True).
+
+    OpenCV's INTER_NEAREST_EXACT takes the source pixel under each target pixel centre, the rule PIL's NEAREST
+    uses (plain INTER_NEAREST does not), so masks are pixel-identical to PIL's, faster.
+    """
+    binary = mask if mask.dtype == np.bool_ else mask != 0
+    src = np.ascontiguousarray(binary).view(np.uint8)  # bool -> 0/1 bytes without a copy
+    return cv2.resize(src, (nw, nh), interpolation=cv2.INTER_NEAREST_EXACT).view(np.bool_)
+
+
+def letterbox_mask(mask: np.ndarray, size: int) -> torch.Tensor:
+    """A HxW boolean map (e.g. ignore pixels) letterboxed like `letterbox` does masks: (1, S, S) bool."""
+    h, w = mask.shape[:2]
+    nh, nw = letterbox_shape(h, w, size)
+    out = torch.zeros(1, size, size, dtype=torch.bool)
+    out[0, :nh, :nw] = torch.from_numpy(_resize_nearest(mask, nh, nw))
+    return out
+
+
+def original_target(mask: np.ndarray, ignore: np.ndarray | None = None) -> torch.Tensor:
+    """The evaluation target at the original size: (H, W) uint8, 1 = object, 0 = background, 255 = ignore."""
+    out = torch.from_numpy(np.ascontiguousarray(mask > 0).astype(np.uint8))
+    if ignore is not None:
+        out[torch.from_numpy(np.ascontiguousarray(ignore, dtype=bool))] = 255
+    return out
+
+
+def unletterbox(pred: torch.Tensor, orig_hw: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
+    """Undo the letterbox of a (..., S, S) prediction: crop the content area, resize to the original (H, W).
+
+    Use "bilinear" for probabilities or logits (threshold afterwards) and "nearest" for binary masks.
+    """
+
+    size = pred.shape[-1]
+    h, w = int(orig_hw[0]), int(orig_hw[1])
+    nh, nw = letterbox_shape(h, w, size)
+    content = pred[..., :nh, :nw]
+    lead = content.shape[:-2]
+    flat = content.reshape(-1, 1, nh, nw).float()
+    kwargs = {"align_corners": False} if mode == "bilinear" else {}
+    out = F.interpolate(flat, (h, w), mode=mode, **kwargs)
+    return out.reshape(*lead, h, w)
+
+
+_LEFT_RIGHT = re.compile(r"\b(left|right)(most)?\b", re.IGNORECASE)
+
+
+def _swap_word(match: re.Match) -> str:
+    word, suffix = match.group(1), match.group(2) or ""
+    swapped = "right" if word.lower() == "left" else "left"
+    if word.isupper():
+        swapped = swapped.upper()
+    elif word[0].isupper():
+        swapped = swapped.capitalize()
+    return swapped + suffix
+
+
+def swap_left_right(text: str) -> str:
+    """Swap 'left'<->'right' (and 'leftmost'<->'rightmost'), keeping case; other words untouched."""
+    return _LEFT_RIGHT.sub(_swap_word, text)
+
+
+def hflip(image: np.ndarray, mask: np.ndarray, text: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """Mirror image and mask left-right and swap left/right in the text so it still names the object."""
+    return image[:, ::-1].copy(), mask[:, ::-1].copy(), swap_left_right(text)
+
+
+class ColorJitter:
+    """Brightness/contrast/saturation jitter via albumentations (hue is left alone by default).
+
+    Opt-in: colour changes can break colour-referring text ("the red circle"), so keep hue at 0.
+    """
+
+    def __init__(self, brightness: float = 0.2, contrast: float = 0.2, saturation: float = 0.2, hue: float = 0.0):
+        import albumentations as A  # imported lazily: slow, and only needed when enabled
+
+        self._t = A.ColorJitter(brightness=brightness, contrast=contrast, saturation=saturation, hue=hue, p=1.0)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        from data_modules.pipeline.augment import reseed_from_torch
+
+        reseed_from_torch(self._t)
+        return self._t(image=image)["image"]
+
+
+def image_key(name: str, size: int, flipped: bool, random_pixels: bool) -> str | None:
+    """What identifies the model's input pixels of a sample: image, size and flip; None when a random
+    photometric change (colour jitter, blur) makes every read different, so nothing may be cached."""
+    if random_pixels:
+        return None
+    return f"{name}@{size}{'|flip' if flipped else ''}"

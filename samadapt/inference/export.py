@@ -1,0 +1,130 @@
+"""`samadapt export --ckpt RUN.ckpt --out DIR`: a trained adapter as a small, pickle-free folder.
+
+    DIR/adapter.safetensors   the trainable weights (EMA weights when the run kept an EMA: what it evaluated)
+    DIR/adapter_config.json   base SAM variant (and its checkpoint's file name and SHA-256), method and options,
+                              text encoder and options, image size, prompts and threshold
+
+Loading needs the base SAM checkpoint and this folder only: `SamAdaptPredictor.from_export(DIR, sam_checkpoint)`.
+Each file is written atomically and the config last, so a folder with a config is complete.
+"""
+
+import argparse
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from samadapt.errors import MissingFileError, SamAdaptError
+from samadapt.io import atomic_write, atomic_write_json
+from samadapt.training.module import SamAdaptModule
+
+log = logging.getLogger(__name__)
+WEIGHTS_FILE = "adapter.safetensors"
+CONFIG_FILE = "adapter_config.json"
+FORMAT = "samadapt-adapter/1"
+# The module arguments that shape the network or its outputs; training-only arguments are left out.
+MODEL_ARGS = ("method", "method_options", "sam_variant", "image_size", "text_encoder", "text_options",
+              "train_image_encoder", "train_text_encoder", "train_prompts", "eval_prompts", "threshold")
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_checkpoint(path: Path) -> dict:
+    if not path.is_file():
+        raise MissingFileError(path, "checkpoint", "Give the .ckpt a training run wrote (<run>/checkpoints/).")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a pickle that needs globals, a truncated file, not a torch file at all
+        raise SamAdaptError(f"cannot read {path} as a samadapt checkpoint: {err}") from err
+    if not isinstance(checkpoint, dict) or "hyper_parameters" not in checkpoint or "state_dict" not in checkpoint:
+        raise SamAdaptError(f"{path} is not a samadapt training checkpoint (no hyper_parameters / state_dict)")
+    return checkpoint
+
+
+def adapter_weights(checkpoint: dict) -> dict[str, torch.Tensor]:
+    """The checkpoint's trainable weights (it keeps nothing else), with the EMA's values when it has them."""
+    weights = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+    weights.update(checkpoint.get("ema") or {})
+    return {k: v.detach().cpu().contiguous().clone() for k, v in weights.items()}
+
+
+def export_adapter(checkpoint_path: str | Path, out: str | Path) -> Path:
+    checkpoint_path, out = Path(checkpoint_path), Path(out)
+    checkpoint = read_checkpoint(checkpoint_path)
+    hparams = dict(checkpoint["hyper_parameters"])
+    weights = adapter_weights(checkpoint)
+    base = Path(hparams.get("sam_checkpoint") or "")
+    config = {
+        "format": FORMAT,
+        "base_sam": {"variant": hparams["sam_variant"], "checkpoint_name": base.name or None,
+                     "sha256": sha256(base) if base.is_file() else None},
+        "method": hparams["method"],
+        "method_options": hparams.get("method_options") or {},
+        "text_encoder": hparams.get("text_encoder"),
+        "text_options": hparams.get("text_options") or {},
+        "module": {k: hparams[k] for k in MODEL_ARGS if k in hparams},
+        "trainable_params": sum(v.numel() for v in weights.values()),
+        "weights": WEIGHTS_FILE,
+        "exported_from": str(checkpoint_path),
+    }
+    atomic_write(out / WEIGHTS_FILE, lambda tmp: save_file(weights, tmp, metadata={"format": FORMAT}))
+    atomic_write_json(config, out / CONFIG_FILE)
+    return out
+
+
+def read_export_config(folder: Path) -> dict:
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        raise MissingFileError(path, "adapter config", "Give a folder written by `samadapt export`.")
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise SamAdaptError(f"cannot read {path}: {err}") from err
+    if config.get("format") != FORMAT:
+        raise SamAdaptError(f"{path} is not a {FORMAT} config (format {config.get('format')!r})")
+    return config
+
+
+def load_export(folder: str | Path, sam_checkpoint: str | Path, text_options: dict | None = None) -> SamAdaptModule:
+    """The module rebuilt from the base SAM checkpoint and an export folder, in eval mode."""
+    folder = Path(folder)
+    config = read_export_config(folder)
+    expected_sha = config["base_sam"].get("sha256")
+    if expected_sha and Path(sam_checkpoint).is_file() and sha256(Path(sam_checkpoint)) != expected_sha:
+        log.warning("%s is not the SAM checkpoint this adapter was trained on (%s, SHA-256 differs): "
+                    "masks may be wrong", sam_checkpoint, config["base_sam"].get("checkpoint_name"))
+    args = {**config["module"], "sam_checkpoint": str(sam_checkpoint)}
+    if text_options is not None:
+        args["text_options"] = text_options
+    module = SamAdaptModule(**args)
+    try:
+        weights = load_file(folder / config.get("weights", WEIGHTS_FILE))
+    except (OSError, SafetensorError) as err:
+        raise SamAdaptError(f"cannot read {folder / WEIGHTS_FILE}: {err}. Export the checkpoint again.") from err
+    expected = set(module.model.trainable_state_dict())
+    if set(weights) != expected:
+        odd = sorted(set(weights) ^ expected)
+        raise SamAdaptError(f"{folder / WEIGHTS_FILE} does not match the {config['method']} adapter its config "
+                            f"describes ({len(odd)} weights differ, e.g. {odd[0]})")
+    module.model.load_state_dict(weights, strict=False)
+    return module.eval()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="samadapt export", description=__doc__.splitlines()[0])
+    parser.add_argument("--ckpt", type=Path, required=True, help="a training run's checkpoint (.ckpt)")
+    parser.add_argument("--out", type=Path, required=True, help="the folder to write")
+    args = parser.parse_args(argv)
+    out = export_adapter(args.ckpt, args.out)
+    size = (out / WEIGHTS_FILE).stat().st_size
+    print(f"[export] {out / WEIGHTS_FILE} ({size / 2**20:.2f} MB) and {out / CONFIG_FILE}")

@@ -1,0 +1,221 @@
+"""SamAdaptPredictor: a trained adapter on your own images, prompts in original image coordinates.
+
+    predictor = SamAdaptPredictor.from_checkpoint("runs/samadapt/version_0/checkpoints/last.ckpt")
+    predictor.set_image("photo.jpg")                      # path, PIL image or HxWx3 uint8 array
+    result = predictor.predict(text="the red car")        # masks (1,H,W) bool, scores (1,), probs (1,H,W)
+    result = predictor.predict(text="the red car", points=[(120, 80)])   # same image, another prompt
+
+The image is letterboxed to the model's size exactly as in training; masks come back at the original size.
+When the method leaves the image encoder frozen and unconditioned (`reuses_image_embedding`), the image is
+encoded once in `set_image` and every prompt reuses that embedding, as SAM's own predictor does; methods that
+put text inside the encoder (DIT) encode the image again for each prediction, with that prediction's text.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from data_modules.pipeline.images import LoadReport, read_rgb
+from data_modules.pipeline.transforms import letterbox, unletterbox
+from samadapt.errors import MissingFileError, SamAdaptError
+from samadapt.model import parse_prompt_kinds
+from samadapt.text import TextFeatures
+from samadapt.training.module import SamAdaptModule
+
+ImageInput = str | Path | Image.Image | np.ndarray
+
+
+@dataclass
+class Prediction:
+    masks: np.ndarray  # (K, H, W) bool at the original image size, one per box (K = 1 without boxes)
+    scores: np.ndarray  # (K,) the decoder's predicted IoU of each mask
+    probs: np.ndarray  # (K, H, W) float32 foreground probabilities
+
+
+def load_module(
+    checkpoint: str | Path, sam_checkpoint: str | None = None, text_options: dict | None = None,
+    device: str | torch.device = "cpu",
+) -> SamAdaptModule:
+    """A trained module from a samadapt checkpoint (trainable weights only; the frozen SAM is rebuilt from
+    `sam_checkpoint`, default the path recorded at training), in eval mode, EMA weights in place if kept."""
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise MissingFileError(path, "checkpoint", "Give the .ckpt a training run wrote (<run>/checkpoints/).")
+    overrides = {"embedding_cache_mb": 0.0}  # the predictor keeps its one image embedding itself
+    if sam_checkpoint is not None:
+        overrides["sam_checkpoint"] = str(sam_checkpoint)
+    if text_options is not None:
+        overrides["text_options"] = text_options
+    try:
+        module = SamAdaptModule.load_from_checkpoint(path, map_location="cpu", weights_only=True, **overrides)
+    except SamAdaptError:  # e.g. the base SAM checkpoint is missing: that message names the path
+        raise
+    except Exception as err:  # not a checkpoint, truncated, a pickle with globals, another model's keys
+        raise SamAdaptError(f"cannot load {path} as a samadapt checkpoint: {err}") from err
+    if module.ema is not None and module.ema.shadow is not None:  # evaluation used the EMA weights: so do we
+        with torch.no_grad():
+            for name, param in module.ema.params.items():
+                param.copy_(module.ema.shadow[name])
+    return module.eval().to(device)
+
+
+def _as_rgb(image: ImageInput) -> np.ndarray:
+    if isinstance(image, (str, Path)):
+        return read_rgb(image, LoadReport(), "Check the path.")
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=2)
+    if array.ndim != 3 or array.shape[2] not in (3, 4) or array.dtype != np.uint8:
+        raise SamAdaptError(f"image must be an HxWx3 uint8 RGB array, got shape {array.shape} {array.dtype}")
+    return np.ascontiguousarray(array[..., :3])
+
+
+def _float_array(values, shape: tuple[int, ...], what: str) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim == len(shape) - 1:
+        array = array[None]
+    if array.ndim != len(shape) or any(s != -1 and s != d for s, d in zip(shape, array.shape, strict=True)):
+        raise SamAdaptError(f"{what} must have shape {tuple('N' if s == -1 else s for s in shape)}, got {array.shape}")
+    return array
+
+
+def _check_inside(xy: np.ndarray, hw: tuple[int, int], what: str, right_edge_ok: bool) -> None:
+    h, w = hw
+    limit_x, limit_y = (w, h) if right_edge_ok else (w - 1e-6, h - 1e-6)
+    bad = (xy[..., 0] < 0) | (xy[..., 1] < 0) | (xy[..., 0] > limit_x) | (xy[..., 1] > limit_y)
+    if bad.any():
+        x, y = xy.reshape(-1, 2)[int(np.flatnonzero(bad.reshape(-1))[0])]
+        raise SamAdaptError(f"{what} ({x:g}, {y:g}) is outside the {w}x{h} image (x in [0, {w}), y in [0, {h}))")
+
+
+def check_prompts(hw: tuple[int, int], points=None, point_labels=None, boxes=None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Points (N,2), labels (N,) and boxes (K,4) as arrays, checked against an image of size hw = (H, W)."""
+    pts, labels, box_array = np.zeros((0, 2)), np.zeros((0,), dtype=np.int64), None
+    if points is not None and len(points):
+        pts = _float_array(points, (-1, 2), "points")
+        _check_inside(pts, hw, "point", right_edge_ok=False)
+        labels = np.ones(len(pts), dtype=np.int64) if point_labels is None else np.asarray(point_labels)
+        if labels.shape != (len(pts),) or not np.isin(labels, (0, 1)).all():
+            raise SamAdaptError(f"point_labels must be one 1 (foreground) or 0 (background) per point, "
+                                f"got {np.asarray(point_labels).tolist()} for {len(pts)} points")
+    if boxes is not None and len(boxes):
+        box_array = _float_array(boxes, (-1, 4), "boxes")
+        for x0, y0, x1, y1 in box_array:
+            if x1 < x0 or y1 < y0:
+                raise SamAdaptError(f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) needs x0 <= x1 and y0 <= y1")
+        _check_inside(box_array.reshape(-1, 2, 2), hw, "box corner", right_edge_ok=True)
+    return pts, labels.astype(np.int64), box_array
+
+
+class SamAdaptPredictor:
+    def __init__(self, module: SamAdaptModule, device: str | torch.device = "cpu") -> None:
+        self.module = module.eval().to(device)
+        self.model = module.model
+        self.device = torch.device(device)
+        self.threshold = float(module.hparams.threshold)
+        self.image_size = self.model.image_size
+        self.original_image: np.ndarray | None = None  # the image set last, HxWx3 uint8 RGB
+        self._image: torch.Tensor | None = None  # (1,3,S,S) letterboxed
+        self._orig_hw: tuple[int, int] = (0, 0)
+        self._scale = 1.0
+        self._embedding: torch.Tensor | None = None
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, sam_checkpoint: str | None = None, text_options: dict | None = None,
+                        device: str | torch.device = "cpu") -> "SamAdaptPredictor":
+        return cls(load_module(path, sam_checkpoint, text_options, device), device)
+
+    @classmethod
+    def from_export(cls, folder: str | Path, sam_checkpoint: str, text_options: dict | None = None,
+                    device: str | torch.device = "cpu") -> "SamAdaptPredictor":
+        """From `samadapt export` output: the base SAM checkpoint plus that folder, nothing else."""
+        from samadapt.inference.export import load_export
+
+        return cls(load_export(folder, sam_checkpoint, text_options), device)
+
+    # ---- what this adapter accepts ------------------------------------------------------------
+    @property
+    def reuses_image_embedding(self) -> bool:
+        """True when one image embedding serves every prompt; False when each text re-encodes the image."""
+        return not self.model.method.conditions_encoder and not self.module.hparams.train_image_encoder
+
+    @property
+    def uses_text(self) -> bool:
+        return self.model.method.uses_text and self.model.text_encoder is not None
+
+    @property
+    def trained_prompts(self) -> list[str]:
+        """The prompt combinations the adapter was trained with ("text", "points+text", ...)."""
+        return list(self.module.train_prompts)
+
+    # ---- image and prompts ---------------------------------------------------------------------
+    @torch.no_grad()
+    def set_image(self, image: ImageInput) -> None:
+        """Letterbox the image (and encode it once, when prompts can share the embedding)."""
+        rgb = _as_rgb(image)
+        h, w = rgb.shape[:2]
+        boxed = letterbox(rgb, np.zeros((h, w), dtype=np.uint8), self.image_size)
+        # float after the copy to the device, as SamAdaptModel.forward does (letterbox may deliver uint8)
+        self.original_image, self._image = rgb, boxed.image[None].to(self.device).float()
+        self._orig_hw, self._scale = (h, w), boxed.scale
+        self._embedding = None
+        if self.reuses_image_embedding:
+            self._embedding = self.model.method.encode(self.model.sam, self._image, None)
+
+    def _prompt_batch(self, text, points, point_labels, boxes) -> tuple[dict, frozenset[str]]:
+        """The prompts as a batch in the letterboxed frame, one sample per box, and their kinds."""
+        kinds = []
+        if text is not None:
+            if not str(text).strip():
+                raise SamAdaptError("text is empty; give a phrase or leave text out")
+            if not self.uses_text:
+                raise SamAdaptError(f"this adapter ({self.module.hparams.method}) does not read text; "
+                                    "prompt it with points or a box")
+            kinds.append("text")
+        pts, labels, box_array = check_prompts(self._orig_hw, points, point_labels, boxes)
+        if len(pts):
+            kinds.append("points")
+        if box_array is not None:
+            kinds.append("box")
+        else:
+            box_array = np.zeros((1, 4))  # unused: the kinds leave the box out
+        count = len(box_array)
+        batch = {
+            "image": self._image.expand(count, -1, -1, -1),
+            "points": torch.tensor(pts * self._scale, dtype=torch.float32).expand(count, -1, -1).to(self.device),
+            "point_labels": torch.as_tensor(labels, dtype=torch.long).expand(count, -1).to(self.device),
+            "box": torch.tensor(box_array * self._scale, dtype=torch.float32).to(self.device),
+            "text": [str(text) if text is not None else ""] * count,
+            "orig_size": torch.tensor([self._orig_hw] * count),
+        }
+        return batch, parse_prompt_kinds("+".join(sorted(kinds)) or "none")
+
+    @torch.no_grad()
+    def predict(self, image: ImageInput | None = None, text: str | None = None, points=None, point_labels=None,
+                boxes=None, threshold: float | None = None) -> Prediction:
+        """Masks for one prompt set, or one per box: `points` [(x, y), ...] with `point_labels` (1 foreground,
+        0 background; default all 1), `boxes` (x0, y0, x1, y1) or a list of them, `text` a phrase. All
+        coordinates in pixels of the original image. `image` sets a new image first."""
+        if image is not None:
+            self.set_image(image)
+        if self._image is None:
+            raise SamAdaptError("no image: call set_image(image) first or pass image=")
+        batch, kinds = self._prompt_batch(text, points, point_labels, boxes)
+        count = len(batch["text"])
+        features = self.model.encode_text(batch["text"]) if "text" in kinds else None
+        embedding = self._embedding
+        if embedding is None:  # the encoder reads the text: encode this image with this prediction's text
+            first = None if features is None else TextFeatures(features.tokens[:1], features.mask[:1],
+                                                                features.pooled[:1])
+            embedding = self.model.method.encode(self.model.sam, self._image, first)
+        low_res, iou = self.model.decode_prompts(embedding.expand(count, -1, -1, -1), batch, features,
+                                                 [kinds] * count)
+        probs = unletterbox(self.model.upsample(low_res).sigmoid()[:, 0], self._orig_hw)
+        cut = self.threshold if threshold is None else threshold
+        return Prediction((probs > cut).cpu().numpy(), iou[:, 0].float().cpu().numpy(), probs.cpu().numpy())

@@ -1,0 +1,143 @@
+"""The one LightningModule: what trains, what is saved, what is restored."""
+
+import pytest
+import torch
+
+from data_modules import RefCocoDataModule
+from samadapt.errors import SamAdaptError
+from samadapt.training.module import SamAdaptModule
+from tests.conftest import TEST_SIZE
+
+
+def make_module(checkpoint, method="shallow_fusion", bert=None, **kw):
+    text = {"text_encoder": "bert", "text_options": {"name_or_path": bert}} if bert else {}
+    return SamAdaptModule(method=method, sam_variant="tiny", sam_checkpoint=checkpoint, image_size=TEST_SIZE,
+                          **text, **kw)
+
+
+def tiny_batch(shapes_root, split="val", size=4):
+    dm = RefCocoDataModule(shapes_root, dataset="shapes", image_size=TEST_SIZE, batch_size=size,
+                           eval_batch_size=size, test_splits=["testA"])
+    dm.setup("fit")
+    return next(iter(dm.val_dataloader() if split == "val" else dm.train_dataloader()))
+
+
+def assert_text_stays_with_its_samples(module, batch, without_text, with_text):
+    """In a batch of 4 prompted alternately without and with text, each sample gets the output it gets in a batch
+    of its own kind, and the text does change the output."""
+    with torch.no_grad():
+        mixed, _ = module.model(batch, [without_text, with_text, without_text, with_text])
+        all_without, _ = module.model(batch, [without_text] * 4)
+        all_with, _ = module.model(batch, [with_text] * 4)
+    assert torch.allclose(mixed[0], all_without[0], atol=1e-5)
+    assert torch.allclose(mixed[1], all_with[1], atol=1e-5)
+    assert not torch.allclose(all_without[1], all_with[1], atol=1e-4)
+
+
+def test_decoder_only_trains_exactly_the_decoder(tiny_sam_checkpoint):
+    module = make_module(tiny_sam_checkpoint, "decoder_only", eval_prompts="none")
+    decoder = sum(p.numel() for p in module.model.sam.mask_decoder.parameters())
+    counts = module.parameter_counts()
+    assert counts["trainable_params"] == decoder == module.model.trainable["sam.mask_decoder"]
+    assert counts["total_params"] > counts["trainable_params"]
+    trainable = [n for n, p in module.named_parameters() if p.requires_grad]
+    assert trainable and all(n.startswith("model.sam.mask_decoder.") for n in trainable)
+
+
+def test_shallow_fusion_trains_projection_and_decoder_not_text_encoder(tiny_sam_checkpoint, tiny_bert):
+    module = make_module(tiny_sam_checkpoint, bert=tiny_bert)
+    trainable = {n for n, p in module.named_parameters() if p.requires_grad}
+    assert any(n.startswith("model.method.to_prompt") for n in trainable)
+    assert not any(n.startswith(("model.text_encoder", "model.sam.image_encoder", "model.sam.prompt_encoder"))
+                   for n in trainable)
+    optimizer = module.configure_optimizers()
+    in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert in_optimizer == {id(p) for p in module.parameters() if p.requires_grad}
+
+
+def test_text_method_without_text_encoder_is_a_clear_error(tiny_sam_checkpoint):
+    with pytest.raises(SamAdaptError, match="text_encoder"):
+        make_module(tiny_sam_checkpoint)
+
+
+def test_bad_method_and_prompt_names(tiny_sam_checkpoint):
+    with pytest.raises(SamAdaptError, match="decoder_only"):
+        make_module(tiny_sam_checkpoint, "no_such_method")
+    with pytest.raises(SamAdaptError, match="prompt kind"):
+        make_module(tiny_sam_checkpoint, "decoder_only", eval_prompts="scribble")
+
+
+def test_gradients_reach_only_trainable_parts(tiny_sam_checkpoint, tiny_bert, shapes_root):
+    module = make_module(tiny_sam_checkpoint, bert=tiny_bert)
+    batch = tiny_batch(shapes_root, "train")
+    loss, _ = module.step_loss(batch, [frozenset({"text"})] * len(batch["text"]))
+    loss.backward()
+    for name, p in module.named_parameters():
+        assert (p.grad is not None) == p.requires_grad, name
+    assert module.model.method.to_prompt.net[0].weight.grad.abs().sum() > 0
+
+
+def test_text_changes_the_prediction(tiny_sam_checkpoint, tiny_bert, shapes_root):
+    module = make_module(tiny_sam_checkpoint, bert=tiny_bert).eval()
+    batch = tiny_batch(shapes_root)
+    with torch.no_grad():
+        with_text, _ = module(batch)
+        batch["text"] = ["the blue square"] * len(batch["text"])
+        other_text, _ = module(batch)
+    assert not torch.allclose(with_text, other_text)
+
+
+def test_checkpoint_holds_only_trainable_weights_and_restores(tiny_sam_checkpoint, tiny_bert, shapes_root, tmp_path):
+    import lightning as L
+
+    module = make_module(tiny_sam_checkpoint, bert=tiny_bert)
+    with torch.no_grad():
+        module.model.method.to_prompt.net[-1].weight.add_(0.5)  # something a fresh module would not have
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, max_steps=0)
+    trainer.strategy.connect(module)
+    path = tmp_path / "run.ckpt"
+    trainer.save_checkpoint(path)
+    saved = torch.load(path, weights_only=True)["state_dict"]
+    expected = {"model." + k for k in module.model.trainable_state_dict()}
+    assert set(saved) == expected
+    assert not any(k.startswith(("model.sam.image_encoder", "model.text_encoder")) for k in saved)
+
+    restored = SamAdaptModule.load_from_checkpoint(path).eval()  # rebuilds SAM from hparams' checkpoint path
+    batch = tiny_batch(shapes_root)
+    module.eval()
+    with torch.no_grad():
+        assert torch.allclose(module(batch)[0], restored(batch)[0])
+
+
+def test_checkpoint_of_another_method_is_refused(tiny_sam_checkpoint, tiny_bert, tmp_path):
+    import lightning as L
+
+    module = make_module(tiny_sam_checkpoint, "decoder_only", eval_prompts="none")
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, max_steps=0)
+    trainer.strategy.connect(module)
+    path = tmp_path / "decoder.ckpt"
+    trainer.save_checkpoint(path)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["hyper_parameters"].update(method="shallow_fusion", text_encoder="bert",
+                                    text_options={"name_or_path": tiny_bert})
+    torch.save(ckpt, path)
+    with pytest.raises(SamAdaptError, match="lacks"):
+        SamAdaptModule.load_from_checkpoint(path)
+
+
+@pytest.mark.parametrize("method", ["decoder_only", "shallow_fusion"])
+def test_untrained_module_equals_official_sam_forward(tiny_sam_checkpoint, tiny_bert, shapes_root, method):
+    """At their initial values the methods are frozen SAM: same low-res logits as segment-anything's Sam.forward
+    for the same point and box prompts (shallow fusion given no text, since appended tokens always count)."""
+    module = make_module(tiny_sam_checkpoint, method, bert=tiny_bert if method == "shallow_fusion" else None,
+                         eval_prompts="points+box").eval()
+    batch = tiny_batch(shapes_root)
+    with torch.no_grad():
+        ours, _ = module(batch)
+        sam = module.model.sam
+        for i in range(len(batch["text"])):
+            record = {"image": batch["image"][i], "original_size": (TEST_SIZE, TEST_SIZE),
+                      "point_coords": batch["points"][i][None], "point_labels": batch["point_labels"][i][None],
+                      "boxes": batch["box"][i][None]}
+            official = sam([record], multimask_output=False)[0]["low_res_logits"]
+            assert torch.allclose(ours[i : i + 1], official, atol=1e-5)

@@ -1,0 +1,150 @@
+"""Atomic checkpoints, the non-finite loss guard, and the resumable sampler's contract."""
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from data_modules import RefCocoDataModule
+from data_modules.pipeline.resumable import ResumableSampler
+from samadapt.training.checkpoint_io import AtomicCheckpointIO
+from samadapt.training.module import SamAdaptModule
+from samadapt.training.nonfinite import NonFiniteLossError, NonFiniteLossGuard
+from tests.conftest import TEST_SIZE
+
+
+def tiny_module(checkpoint) -> SamAdaptModule:
+    return SamAdaptModule(method="decoder_only", sam_variant="tiny", sam_checkpoint=checkpoint,
+                          image_size=TEST_SIZE, eval_prompts="none", lr=1e-3)
+
+
+def tiny_data(shapes_root) -> RefCocoDataModule:
+    return RefCocoDataModule(shapes_root, dataset="shapes", image_size=TEST_SIZE, batch_size=2, eval_batch_size=2,
+                             test_splits=["testA"], max_eval_samples=2)
+
+
+def trainer(tmp_path, *callbacks, steps=5) -> L.Trainer:
+    return L.Trainer(default_root_dir=tmp_path, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                     max_steps=steps, limit_val_batches=0, num_sanity_val_steps=0, accelerator="cpu",
+                     plugins=[AtomicCheckpointIO()], callbacks=list(callbacks))
+
+
+def nan_at(module: SamAdaptModule, steps: set[int]) -> None:
+    """Make the loss NaN at the given global steps (a stand-in for an exploding run or a poisoned batch)."""
+    step_loss = module.step_loss
+
+    def poisoned(batch, kinds):
+        loss, parts = step_loss(batch, kinds)
+        return (loss * float("nan") if module.trainer.global_step in steps else loss), parts
+
+    module.step_loss = poisoned
+
+
+def test_crash_during_checkpoint_save_keeps_the_previous_one(tiny_sam_checkpoint, tmp_path, monkeypatch):
+    module = tiny_module(tiny_sam_checkpoint)
+    t = trainer(tmp_path, steps=0)
+    t.strategy.connect(module)
+    path = tmp_path / "last.ckpt"
+    t.save_checkpoint(path)
+    before = path.read_bytes()
+
+    real_save = torch.save
+
+    def half_then_crash(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)
+        with open(f, "r+b") as fh:
+            fh.truncate(100)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", half_then_crash)
+    with torch.no_grad():
+        module.model.sam.mask_decoder.iou_token.weight.add_(1.0)
+    with pytest.raises(OSError, match="disk full"):
+        t.save_checkpoint(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left behind
+    torch.load(path, weights_only=True)
+
+
+def test_nonfinite_loss_stops_naming_step_and_samples_and_keeps_last_checkpoint(tiny_sam_checkpoint, shapes_root,
+                                                                              tmp_path):
+    module = tiny_module(tiny_sam_checkpoint)
+    nan_at(module, {3})
+    every_3 = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_top_k=0, save_last=True, every_n_train_steps=3)
+    t = trainer(tmp_path, every_3, NonFiniteLossGuard("stop"))
+    with pytest.raises(NonFiniteLossError) as err:
+        t.fit(module, tiny_data(shapes_root))
+    message = str(err.value)
+    assert "loss is NaN at step 3" in message and "samples " in message and "action: skip" in message
+    assert "last.ckpt" in message
+    saved = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == 3  # written right before the bad step
+    weight = module.model.sam.mask_decoder.iou_token.weight  # the bad step never reached the weights
+    assert torch.isfinite(weight).all()
+    assert torch.equal(saved["state_dict"]["model.sam.mask_decoder.iou_token.weight"], weight.detach())
+
+
+def test_nonfinite_loss_skip_drops_the_step_and_counts_it(tiny_sam_checkpoint, shapes_root, tmp_path):
+    module = tiny_module(tiny_sam_checkpoint)
+    nan_at(module, {1, 3})
+    guard = NonFiniteLossGuard("skip")
+    t = trainer(tmp_path, guard, steps=5)
+    t.fit(module, tiny_data(shapes_root))
+    assert guard.skipped == 2
+    assert t.callback_metrics["train/nonfinite_skipped"] == 2
+    assert all(torch.isfinite(p).all() for p in module.parameters() if p.requires_grad)
+    adam_steps = {int(s["step"]) for s in t.optimizers[0].state.values()}
+    assert adam_steps == {3}  # 5 batches, 2 skipped: Adam's moments saw only the 3 good ones
+
+
+def test_resumable_sampler_order_is_seeded_sharded_and_skips():
+    full = list(ResumableSampler(10, seed=7))
+    assert sorted(i for i, _ in full) == list(range(10))
+    assert full == list(ResumableSampler(10, seed=7))  # same seed and epoch: same order and sample seeds
+    other_epoch = ResumableSampler(10, seed=7)
+    other_epoch.set_epoch(1)
+    assert list(other_epoch) != full
+    resumed = ResumableSampler(10, seed=7)
+    resumed.skip_samples(4)
+    assert list(resumed) == full[4:]
+    shards = [list(ResumableSampler(10, seed=7, num_replicas=3, rank=r)) for r in range(3)]
+    assert all(len(s) == 4 for s in shards) and {i for s in shards for i, _ in s} == set(range(10))
+
+
+def _batches(loader, count=None):
+    out = []
+    for batch in loader:
+        out.append((batch["sample_id"], batch["image"], batch["box"], batch["text"]))
+        if count is not None and len(out) == count:
+            break
+    return out
+
+
+def _same(a, b) -> bool:
+    return all(x[0] == y[0] and x[3] == y[3] and torch.equal(x[1], y[1]) and torch.equal(x[2], y[2])
+               for x, y in zip(a, b, strict=True))
+
+
+def test_train_loader_is_worker_independent_and_resumes_mid_epoch(shapes_root):
+    """The same batches, augmentation included, with 0 or 2 workers; a loader restored from a mid-epoch state
+    yields exactly the rest of the epoch (what Lightning does with the state saved in checkpoints)."""
+    def loader(workers):
+        dm = RefCocoDataModule(shapes_root, dataset="shapes", image_size=TEST_SIZE, batch_size=4, num_workers=workers,
+                               hflip=True, color_jitter=True, box_jitter=0.1, test_splits=["testA"])
+        dm.setup("fit")
+        return dm.train_dataloader()
+
+    torch.manual_seed(0)
+    plain = loader(0)
+    plain.sampler.set_epoch(1)
+    epoch = _batches(plain)
+    workers = loader(2)
+    workers.sampler.set_epoch(1)
+    assert _same(_batches(workers), epoch)
+
+    resumed = loader(2)
+    resumed.load_state_dict({"epoch": 1, "batches_done": 2, "batch_size": 4})
+    assert _same(_batches(resumed), epoch[2:])
+    at_end = loader(0)
+    at_end.load_state_dict({"epoch": 1, "batches_done": len(at_end), "batch_size": 4})
+    assert at_end.sampler.epoch == 2  # saved at an epoch's end: the next epoch starts from its beginning

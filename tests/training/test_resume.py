@@ -1,0 +1,91 @@
+"""Exact resume: a training process killed with SIGKILL resumes from last.ckpt and ends bit-identical."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+
+from tests.commands.test_cli import REPO, configs, tiny_overrides
+
+SAMADAPT = str(Path(sys.executable).parent / "samadapt")
+MAX_STEPS, EVERY = 15, 3  # 24 samples, batch 2: 12 batches per epoch, so the run crosses an epoch boundary
+
+
+def resume_config(tmp_path: Path, kill: dict | None) -> str:
+    """Trainer settings of the resume test: last.ckpt every EVERY steps, optionally a self-kill callback."""
+    callbacks = [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                  "init_args": {"save_top_k": 0, "save_last": True, "every_n_train_steps": EVERY}}]
+    if kill:
+        callbacks.append({"class_path": "tests.helpers.kill.KillAt", "init_args": kill})
+    config = {
+        "trainer": {"logger": False, "enable_progress_bar": False, "enable_model_summary": False,
+                    "deterministic": True, "callbacks": callbacks, "max_steps": MAX_STEPS,
+                    "val_check_interval": 5, "check_val_every_n_epoch": None},
+        # mixed prompts (the module's prompt-kind generator), dropout (global torch RNG), EMA, warm-up + cosine
+        "model": {"train_prompts": {"text": 0.5, "box": 0.3, "points": 0.2}, "ema_decay": 0.9,
+                  "method_options": {"dropout": 0.2}, "warmup_steps": 4, "scheduler": "cosine"},
+        # per-sample randomness in the data: random sentence, flip with left/right swap, colour jitter, box jitter
+        "data": {"init_args": {"hflip": True, "color_jitter": True, "box_jitter": 0.1}},
+    }
+    path = tmp_path / f"resume_{kill['when'] if kill else 'plain'}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def fit(args: list[str], out: Path, config: str, *extra: str, wait: bool = True):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline",
+           "NO_ALBUMENTATIONS_UPDATE": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [SAMADAPT, "fit", *args, "--config", config, f"--trainer.default_root_dir={out}", *extra]
+    proc = subprocess.Popen(cmd, cwd=out.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if not wait:
+        return proc
+    _, err = proc.communicate(timeout=600)
+    return proc.returncode, err
+
+
+def load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def test_sigkill_at_three_points_then_resume_is_bit_identical(tiny_sam_checkpoint, shapes_root, tiny_bert, tmp_path):
+    args = [*configs("demo_shapes"), *tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert, steps=MAX_STEPS),
+            "--trainer.limit_val_batches=1"]
+    plain = resume_config(tmp_path, None)
+    reference = fit(args, tmp_path / "reference", plain, wait=False)  # uninterrupted, in parallel
+
+    out = tmp_path / "killed"
+    last = out / "checkpoints" / "last.ckpt"
+    # 1. right after the step-3 checkpoint is written
+    code, err = fit(args, out, resume_config(tmp_path, {"step": 3, "when": "after_save"}))
+    assert code == -9, err[-2000:]
+    assert load(last)["global_step"] == 3
+    # 2. between checkpoints (step 8; the last one is step 6), resuming mid-epoch from step 3
+    code, err = fit(args, out, resume_config(tmp_path, {"step": 8, "when": "mid_interval"}), "--ckpt_path=last")
+    assert code == -9, err[-2000:]
+    assert load(last)["global_step"] == 6
+    # 3. half-way through writing the step-15 checkpoint: the step-12 one (end of epoch 0) must survive intact
+    code, err = fit(args, out, resume_config(tmp_path, {"step": 15, "when": "during_save"}), "--ckpt_path=last")
+    assert code == -9, err[-2000:]
+    assert load(last)["global_step"] == 12
+    assert list((out / "checkpoints").glob(".last.ckpt.*.tmp")), "the half-written file should be a temporary one"
+    # 4. resume to the end
+    code, err = fit(args, out, plain, "--ckpt_path=last")
+    assert code == 0, err[-2000:]
+    assert "resuming from" in err
+
+    _, ref_err = reference.communicate(timeout=600)
+    assert reference.returncode == 0, ref_err[-2000:]
+    got, want = load(last), load(tmp_path / "reference" / "checkpoints" / "last.ckpt")
+    assert got["global_step"] == want["global_step"] == MAX_STEPS
+    assert got["state_dict"].keys() == want["state_dict"].keys()
+    for key, value in want["state_dict"].items():
+        assert torch.equal(got["state_dict"][key], value), f"trainable weight {key} differs after resume"
+    for key, value in want["ema"].items():
+        assert torch.equal(got["ema"][key], value), f"EMA of {key} differs after resume"
+    moments = [(s["exp_avg"], s["exp_avg_sq"]) for s in want["optimizer_states"][0]["state"].values()]
+    got_moments = [(s["exp_avg"], s["exp_avg_sq"]) for s in got["optimizer_states"][0]["state"].values()]
+    assert all(torch.equal(a, b) and torch.equal(c, d) for (a, c), (b, d) in zip(moments, got_moments, strict=True))
+    assert got["lr_schedulers"] == want["lr_schedulers"]
