@@ -12,6 +12,7 @@ from samadapt.methods import build_method
 from samadapt.sam import build_sam
 from samadapt.sam.activation_checkpointing import checkpoint_encoder_blocks
 from samadapt.sam.loop import decode, embed_prompts
+from samadapt.sam.preprocess import content_sizes, fill_padding
 from samadapt.sam.prompt_checks import check_prompts
 from samadapt.text import TextFeatures, build_text_encoder
 
@@ -81,7 +82,9 @@ class SamAdaptModel(nn.Module):
         if cacheable and (embedding_cache_mb > 0 or embedding_cache_dir):
             fingerprint = ""
             if embedding_cache_dir:  # files outlive this SAM: file them under its weights' hash
-                fingerprint = encoder_fingerprint(self.sam.image_encoder, f"{self.sam.pixel_mean}{self.sam.pixel_std}")
+                # "pad=mean": entries made before padding followed SAM (black padding) are never served
+                preprocessing = f"{self.sam.pixel_mean}{self.sam.pixel_std}pad=mean"
+                fingerprint = encoder_fingerprint(self.sam.image_encoder, preprocessing)
             self.embedding_cache = EmbeddingCache(embedding_cache_mb, embedding_cache_dir, embedding_cache_disk_mb,
                                                   fingerprint)
 
@@ -109,9 +112,13 @@ class SamAdaptModel(nn.Module):
             return None
         return self.text_encoder(texts)
 
+    def prepare_images(self, images: torch.Tensor, content_hw: torch.Tensor) -> torch.Tensor:
+        """Letterboxed uint8 frames -> float 0..255 with the padding at SAM's pixel mean (0 once normalised)."""
+        return fill_padding(images.float(), content_hw, self.sam.pixel_mean)
+
     def forward(self, batch: dict, prompt_kinds: list[PromptKinds]) -> tuple[torch.Tensor, torch.Tensor]:
         """Low-res mask logits (B,1,4h,4w) and predicted IoU (B,1); sample i is prompted with prompt_kinds[i]."""
-        images = batch["image"].float()  # loaders deliver uint8 0..255 (a quarter of the bytes to copy)
+        images = self.prepare_images(batch["image"], content_sizes(batch, self.image_size))
         with_text = torch.tensor(["text" in kinds for kinds in prompt_kinds])
         check_prompts(batch, self.image_size, prompt_kinds)
         text = self.encode_text(batch["text"]) if with_text.any() else None
