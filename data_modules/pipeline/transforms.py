@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-import warnings
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 
 @dataclass
@@ -31,9 +31,8 @@ def letterbox_shape(h: int, w: int, size: int) -> tuple[int, int]:
 def letterbox(image: np.ndarray, mask: np.ndarray, size: int) -> Letterboxed:
     """Resize HxWx3 uint8 image (bilinear) and HxW mask (nearest) so the longest side is `size`, pad to S x S.
 
-    The image goes through torch's antialiased bilinear resize on uint8 (what SAM's `apply_image_torch` does;
-    within 2 grey levels of PIL's resize and about 10x faster on the CPU), written straight into the padded frame.
-    Images stay uint8: a quarter of the bytes to collate, pin and copy to the device.
+    The image is resized as SAM's ResizeLongestSide does (see `letterbox_image`). Images stay uint8: a quarter
+    of the bytes to collate, pin and copy to the device.
     """
     if mask.shape[:2] != image.shape[:2]:
         raise ValueError(f"mask shape {mask.shape} does not match image shape {image.shape}")
@@ -46,16 +45,20 @@ def letterbox(image: np.ndarray, mask: np.ndarray, size: int) -> Letterboxed:
 
 
 def letterbox_image(image: np.ndarray, size: int) -> torch.Tensor:
-    """The image part of `letterbox`: HxWx3 uint8 -> (3, S, S) uint8."""
+    """The image part of `letterbox`: HxWx3 uint8 -> (3, S, S) uint8, content top-left, black padding.
+
+    Resized by PIL's bilinear filter, as segment_anything's ResizeLongestSide.apply_image does (through
+    torchvision), so the frozen encoder sees SamPredictor's pixels exactly; torch's antialiased uint8 resize is
+    ~3x faster but differs by a grey level in some pixels (measured: 43k of 393k at 640x480 -> 512).
+    The padding becomes SAM's mean (0 after normalising) in the model: `samadapt.sam.preprocess.fill_padding`.
+    """
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"image must be HxWx3, got {image.shape}")
     nh, nw = letterbox_shape(image.shape[0], image.shape[1], size)
-    with warnings.catch_warnings():  # PIL's arrays are read-only; this tensor is only read, never written
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        src = torch.from_numpy(np.ascontiguousarray(image, dtype=np.uint8)).permute(2, 0, 1)[None]  # channels-last
-    out_img = torch.zeros(3, size, size, dtype=torch.uint8)
-    out_img[:, :nh, :nw] = F.interpolate(src, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)[0]
-    return out_img
+    resized = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).resize((nw, nh), Image.BILINEAR)
+    out_img = np.zeros((size, size, 3), dtype=np.uint8)
+    out_img[:nh, :nw] = np.asarray(resized)
+    return torch.from_numpy(out_img).permute(2, 0, 1)  # (3, S, S) view; collate stacks it contiguous
 
 
 def _resize_nearest(mask: np.ndarray, nh: int, nw: int) -> np.ndarray:

@@ -21,12 +21,12 @@ from typing import Literal
 
 import torch
 
-from data_modules.pipeline.transforms import letterbox_shape, unletterbox
 from samadapt.errors import SamAdaptError
 from samadapt.evaluation.metrics import ReferringMetrics
 from samadapt.evaluation.semantic import SemanticMetrics
 from samadapt.evaluation.sod import SodMetrics
 from samadapt.io import atomic_write, atomic_write_json
+from samadapt.sam.preprocess import resized_hw, to_original
 
 MetricFamily = Literal["referring", "sod", "semantic"]
 FAMILIES: tuple[str, ...] = ("referring", "sod", "semantic")
@@ -101,11 +101,11 @@ def eval_samples(logits: torch.Tensor, batch: dict, resolution: str) -> list[Eva
     out = []
     for i, (h, w) in enumerate(batch["orig_size"].tolist()):
         if resolution == "original":
-            sample_logits = unletterbox(logits[i, 0], (h, w), "bilinear")
+            sample_logits = to_original(logits[i, 0], (h, w))
             orig = batch["orig_mask"][i].to(logits.device)
             target, ignore = orig == 1, orig == 255
         else:
-            nh, nw = letterbox_shape(h, w, size)
+            nh, nw = resized_hw(h, w, size)
             sample_logits = logits[i, 0, :nh, :nw]
             target = batch["mask"][i, 0, :nh, :nw] > 0.5
             ignore = batch["ignore"][i, 0, :nh, :nw] if "ignore" in batch else None

@@ -5,7 +5,9 @@
     result = predictor.predict(text="the red car")        # masks (1,H,W) bool, scores (1,), probs (1,H,W)
     result = predictor.predict(text="the red car", points=[(120, 80)])   # same image, another prompt
 
-The image is letterboxed to the model's size exactly as in training; masks come back at the original size.
+The image is prepared as SAM's own predictor does (samadapt/sam/preprocess.py): resized with the longest side
+at the model's size, normalised, zero-padded; prompts scale per axis; logits are resized back to the original
+size before thresholding.
 When the method leaves the image encoder frozen and unconditioned (`reuses_image_embedding`), the image is
 encoded once in `set_image` and every prompt reuses that embedding, as SAM's own predictor does; methods that
 put text inside the encoder (DIT) encode the image again for each prediction, with that prediction's text.
@@ -19,9 +21,11 @@ import torch
 from PIL import Image
 
 from data_modules.pipeline.images import LoadReport, read_rgb
-from data_modules.pipeline.transforms import letterbox, unletterbox
+from data_modules.pipeline.transforms import letterbox_image
 from samadapt.errors import MissingFileError, SamAdaptError
+from samadapt.evaluation.protocol import binarize
 from samadapt.model import parse_prompt_kinds
+from samadapt.sam.preprocess import boxes_to_input, coords_to_input, resized_hw, to_original
 from samadapt.text import TextFeatures
 from samadapt.training.module import SamAdaptModule
 
@@ -33,6 +37,7 @@ class Prediction:
     masks: np.ndarray  # (K, H, W) bool at the original image size, one per box (K = 1 without boxes)
     scores: np.ndarray  # (K,) the decoder's predicted IoU of each mask
     probs: np.ndarray  # (K, H, W) float32 foreground probabilities
+    logits: np.ndarray  # (K, H, W) float32 mask logits (SamPredictor's return_logits=True)
 
 
 def load_module(
@@ -119,11 +124,11 @@ class SamAdaptPredictor:
         self.model = module.model
         self.device = torch.device(device)
         self.threshold = float(module.hparams.threshold)
+        self.threshold_on = str(module.hparams.get("threshold_on", "probs"))
         self.image_size = self.model.image_size
         self.original_image: np.ndarray | None = None  # the image set last, HxWx3 uint8 RGB
         self._image: torch.Tensor | None = None  # (1,3,S,S) letterboxed
         self._orig_hw: tuple[int, int] = (0, 0)
-        self._scale = 1.0
         self._embedding: torch.Tensor | None = None
 
     @classmethod
@@ -160,10 +165,9 @@ class SamAdaptPredictor:
         """Letterbox the image (and encode it once, when prompts can share the embedding)."""
         rgb = _as_rgb(image)
         h, w = rgb.shape[:2]
-        boxed = letterbox(rgb, np.zeros((h, w), dtype=np.uint8), self.image_size)
-        # float after the copy to the device, as SamAdaptModel.forward does (letterbox may deliver uint8)
-        self.original_image, self._image = rgb, boxed.image[None].to(self.device).float()
-        self._orig_hw, self._scale = (h, w), boxed.scale
+        frame = letterbox_image(rgb, self.image_size)[None].to(self.device)
+        self._image = self.model.prepare_images(frame, torch.tensor([resized_hw(h, w, self.image_size)]))
+        self.original_image, self._orig_hw = rgb, (h, w)
         self._embedding = None
         if self.reuses_image_embedding:
             self._embedding = self.model.method.encode(self.model.sam, self._image, None)
@@ -188,9 +192,11 @@ class SamAdaptPredictor:
         count = len(box_array)
         batch = {
             "image": self._image.expand(count, -1, -1, -1),
-            "points": torch.tensor(pts * self._scale, dtype=torch.float32).expand(count, -1, -1).to(self.device),
+            "points": torch.tensor(coords_to_input(pts, self._orig_hw, self.image_size), dtype=torch.float32)
+            .expand(count, -1, -1).to(self.device),
             "point_labels": torch.as_tensor(labels, dtype=torch.long).expand(count, -1).to(self.device),
-            "box": torch.tensor(box_array * self._scale, dtype=torch.float32).to(self.device),
+            "box": torch.tensor(boxes_to_input(box_array, self._orig_hw, self.image_size), dtype=torch.float32)
+            .to(self.device),
             "text": [str(text) if text is not None else ""] * count,
             "orig_size": torch.tensor([self._orig_hw] * count),
         }
@@ -216,6 +222,10 @@ class SamAdaptPredictor:
             embedding = self.model.method.encode(self.model.sam, self._image, first)
         low_res, iou = self.model.decode_prompts(embedding.expand(count, -1, -1, -1), batch, features,
                                                  [kinds] * count)
-        probs = unletterbox(self.model.upsample(low_res).sigmoid()[:, 0], self._orig_hw)
-        cut = self.threshold if threshold is None else threshold
-        return Prediction((probs > cut).cpu().numpy(), iou[:, 0].float().cpu().numpy(), probs.cpu().numpy())
+        logits = to_original(self.model.upsample(low_res)[:, 0], self._orig_hw)  # as Sam.postprocess_masks
+        if threshold is None:  # the run's own rule (threshold_on: probs or logits), as its evaluation used
+            masks = binarize(logits, self.threshold, self.threshold_on)
+        else:  # a probability given by the caller
+            masks = binarize(logits, threshold, "probs")
+        return Prediction(masks.cpu().numpy(), iou[:, 0].float().cpu().numpy(), logits.sigmoid().cpu().numpy(),
+                          logits.cpu().numpy())

@@ -7,7 +7,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
 from PIL import Image, ImageDraw
 
-from data_modules.pipeline.transforms import letterbox_shape
+from samadapt.sam.preprocess import resized_hw
 
 POINT_COLOURS = {1: (0, 230, 0), 0: (255, 40, 40)}  # foreground green, background red
 BOX_COLOUR = (255, 210, 0)
@@ -71,7 +71,7 @@ class PredictionPanel(Callback):
         size = batch["image"].shape[-1]
         images, masks, captions = [], [], []
         for i, (h, w) in enumerate(batch["orig_size"].tolist()):
-            ch, cw = letterbox_shape(h, w, size)
+            ch, cw = resized_hw(h, w, size)
             image = batch["image"][i].permute(1, 2, 0)[:ch, :cw].clamp(0, 255).byte().cpu().numpy()
             images.append(draw_prompts(image, kinds, batch["points"][i].cpu(), batch["point_labels"][i].cpu(),
                                        batch["box"][i].cpu()))

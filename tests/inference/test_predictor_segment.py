@@ -8,10 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from data_modules.pipeline.transforms import letterbox, unletterbox
+from data_modules.pipeline.transforms import letterbox
 from samadapt.cli import main
 from samadapt.inference.predictor import SamAdaptPredictor
 from samadapt.model import parse_prompt_kinds
+from samadapt.sam.preprocess import boxes_to_input, coords_to_input, to_original
 from samadapt.training.module import SamAdaptModule
 
 
@@ -21,22 +22,22 @@ def demo_image(shapes_root: str, index: int = 1) -> Path:
 
 @torch.no_grad()
 def module_probs(ckpt: Path, image: Path, text=None, points=(), box=None) -> np.ndarray:
-    """The LightningModule's own predict_masks on the letterboxed image, un-letterboxed to the original size."""
+    """The LightningModule's own forward on the letterboxed image, logits resized to the original size (as SAM's
+    postprocess_masks), prompts scaled per axis (as SAM's apply_coords), then probabilities."""
     module = SamAdaptModule.load_from_checkpoint(ckpt, map_location="cpu").eval()
     rgb = np.asarray(Image.open(image).convert("RGB"))
     h, w = rgb.shape[:2]
     size = module.model.image_size
     boxed = letterbox(rgb, np.zeros((h, w)), size)
-    scale = size / max(h, w)
     kinds = [k for k, given in (("text", text), ("points", points), ("box", box)) if given]
     combo = "+".join(kinds) or "none"
     module.eval_kinds = {combo: parse_prompt_kinds(combo)}  # evaluate with exactly this prompt combination
     batch = {"image": boxed.image[None], "text": [text or ""], "orig_size": torch.tensor([[h, w]]),
-             "points": torch.tensor([[list(p) for p in points] or [[0.0, 0.0]]]) * scale,
+             "points": torch.tensor(coords_to_input([list(p) for p in points] or [[0.0, 0.0]], (h, w), size))[None],
              "point_labels": torch.tensor([[1] * len(points) or [-1]]),
-             "box": torch.tensor([box or [0.0] * 4], dtype=torch.float32) * scale}
-    probs, _ = module.predict_masks(batch, combo)
-    return unletterbox(probs[:, 0], (h, w))[0].numpy()
+             "box": torch.tensor(boxes_to_input([box or [0.0] * 4], (h, w), size), dtype=torch.float32)}
+    low_res, _ = module(batch, combo)
+    return to_original(module.model.upsample(low_res)[:, 0], (h, w)).sigmoid()[0].numpy()
 
 
 CASES = {
