@@ -52,3 +52,20 @@ def test_module_evaluates_with_ema_and_checkpoints_it(tiny_sam_checkpoint, tmp_p
 
     restored = SamAdaptModule.load_from_checkpoint(path)
     assert torch.allclose(restored.ema.shadow["sam.mask_decoder.iou_token.weight"], trained - 0.9)
+
+
+def test_warmup_follows_the_released_dit_rule():
+    """DIT's EMA: the shadow starts at the weights before training; update t uses min(decay, (t+1)/(t+10))."""
+    layer = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        layer.weight.fill_(0.0)
+    ema = EMA(layer, decay=0.9997, warmup=True)
+    shadow = 0.0
+    for t in range(30):
+        with torch.no_grad():
+            layer.weight.fill_(float(t + 1))  # what the optimizer step did
+        ema.update()
+        decay = min(0.9997, (t + 1) / (t + 10))
+        shadow = decay * shadow + (1 - decay) * (t + 1)
+        assert ema.shadow["weight"].item() == pytest.approx(shadow, rel=1e-6)
+    assert ema.updates == 30 and ema.current_decay() == pytest.approx(31 / 40)
