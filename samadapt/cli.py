@@ -17,6 +17,8 @@ EXTRA_VERBS = {
                      "write the demo data and pretrain the tiny stand-in SAM and CLIP"),
     "evaluate-masks": ("samadapt.evaluation.evaluate_masks:main",
                        "metrics of a folder of predicted mask PNGs against ground-truth PNGs"),
+    "recipe": ("samadapt.commands.recipe:main",
+               "a published experiment setting by setting: ours, published, source, deviations marked"),
     "params": ("samadapt.commands.params:main",
                "total and trainable parameter counts by part for --config experiments/<exp>.yaml"),
     "demo": ("samadapt.commands.demo:main",

@@ -28,7 +28,8 @@ CONFIG_FILE = "adapter_config.json"
 FORMAT = "samadapt-adapter/1"
 # The module arguments that shape the network or its outputs; training-only arguments are left out.
 MODEL_ARGS = ("method", "method_options", "sam_variant", "image_size", "text_encoder", "text_options",
-              "train_image_encoder", "train_text_encoder", "train_prompts", "eval_prompts", "threshold")
+              "train_image_encoder", "train_text_encoder", "train_prompts", "eval_prompts", "threshold",
+              "threshold_on")
 
 
 def sha256(path: Path) -> str:

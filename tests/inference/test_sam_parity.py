@@ -207,3 +207,15 @@ def test_vit_b_predictor_matches_samPredictor(tmp_path):
         iou, max_diff = agreement(ours.logits[0], theirs[0])
         print(f"ViT-B {name}: mask IoU {iou:.6f}, max logit difference {max_diff:.2e}")
         assert max_diff < 1e-4 and iou == 1.0
+
+
+def test_exported_adapter_keeps_the_threshold_rule(setup, tmp_path):
+    """threshold 0 on logits (SAM's rule) survives `samadapt export`: the loaded adapter gives SamPredictor's masks
+    (before, export dropped threshold_on and 0 was read as a probability: every pixel foreground)."""
+    main(["export", "--ckpt", str(setup["ckpt"]), "--out", str(tmp_path / "adapter")])
+    config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert config["module"]["threshold"] == 0.0 and config["module"]["threshold_on"] == "logits"
+    predictor = SamAdaptPredictor.from_export(tmp_path / "adapter", sam_checkpoint=setup["sam_path"])
+    prompt = PROMPTS["box"]
+    result = predictor.predict(image=setup["folder"] / "photo.jpg", boxes=prompt["box"])
+    np.testing.assert_array_equal(result.masks[0], official_logits(setup, prompt) > 0)
