@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Literal
 
+import torch
+
 from samadapt.errors import MissingFileError, SamAdaptError
 from samadapt.text.base import TextEncoder, TextFeatures
 
@@ -49,6 +51,10 @@ class HFTextEncoder(TextEncoder):
     pooled: masked mean of the tokens (sentence-transformers style; `pooling="mean"`) or the
     [CLS] row (`pooling="cls"`). Pooled vectors are NOT L2-normalised.
     name_or_path None means the bundled all-MiniLM-L6-v2 (384-d, 6 layers).
+    pad_to_max_length: every string is padded to `max_length` word pieces and the padding positions come back as
+    tokens like any other (mask all True, their hidden states kept, not zeroed), as the released DIT code feeds
+    all 20 positions, [PAD] included, to the image encoder and the decoder (dataloader.py, MAX_TOKEN). BERT itself
+    still masks the padding in its own attention; the pooled vector averages the real tokens only.
     Hub ids are read from the local cache only when HF_HUB_OFFLINE is set.
     """
 
@@ -59,6 +65,7 @@ class HFTextEncoder(TextEncoder):
         pooling: Literal["mean", "cls"] = "mean",
         cache_size: int = 50_000,
         layer: int = -1,
+        pad_to_max_length: bool = False,
     ):
         super().__init__(cache_size=cache_size)
         if pooling not in ("mean", "cls"):
@@ -93,6 +100,7 @@ class HFTextEncoder(TextEncoder):
         self.tokenizer.padding_side = "right"  # the cache stores each string's tokens as a prefix
         self.name_or_path = source
         self.max_length = max_length
+        self.pad_to_max_length = pad_to_max_length
         self.pooling = pooling
         num_layers = int(self.model.config.num_hidden_layers)
         if not -num_layers - 1 <= layer <= num_layers:
@@ -103,16 +111,19 @@ class HFTextEncoder(TextEncoder):
         self.freeze()
 
     def _encode_batch(self, texts: list[str]) -> TextFeatures:
-        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        padding = "max_length" if self.pad_to_max_length else True
+        enc = self.tokenizer(texts, padding=padding, truncation=True, max_length=self.max_length, return_tensors="pt")
         input_ids = enc["input_ids"].to(self.device)
         mask = enc["attention_mask"].to(self.device).bool()
         # token_type_ids are left to the model's default (all zeros for single sentences);
         # not every BERT-family model accepts them.
         out = self.model(input_ids=input_ids, attention_mask=mask.long(), output_hidden_states=self.layer != -1)
         hidden = out.last_hidden_state if self.layer == -1 else out.hidden_states[self.layer]
-        hidden = hidden * mask.unsqueeze(-1)
+        real = hidden * mask.unsqueeze(-1)
         if self.pooling == "mean":
-            pooled = hidden.sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+            pooled = real.sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
         else:
             pooled = hidden[:, 0]
-        return TextFeatures(tokens=hidden, mask=mask, pooled=pooled)
+        if self.pad_to_max_length:  # every position is a token the model reads
+            return TextFeatures(tokens=hidden, mask=torch.ones_like(mask), pooled=pooled)
+        return TextFeatures(tokens=real, mask=mask, pooled=pooled)

@@ -211,3 +211,16 @@ def test_uncached_clip_tag_is_missing_file_not_download(tmp_path, monkeypatch):
 def test_unknown_kind_is_user_error():
     with pytest.raises(SamAdaptError, match="clip"):
         build_text_encoder("gpt")
+
+
+def test_pad_to_max_length_reads_every_position_as_the_released_dit_code(tiny_bert_dir):
+    """DIT's released code feeds all 20 positions ([PAD] included, BERT's outputs there) to the model."""
+    plain, padded = HFTextEncoder(tiny_bert_dir, max_length=20), HFTextEncoder(tiny_bert_dir, max_length=20,
+                                                                              pad_to_max_length=True)
+    for texts in (["a red circle", LONG], ["a red circle"]):  # cached and uncached, alone and in a batch
+        feats = padded(texts)
+        assert feats.tokens.shape[1] == 20 and feats.mask.all()
+        n = int(plain(["a red circle"]).mask.sum())
+        torch.testing.assert_close(feats.tokens[0, :n], plain(["a red circle"]).tokens[0, :n])
+        assert feats.tokens[0, n:].abs().sum(-1).gt(0).all(), "padding positions carry BERT's outputs"
+        torch.testing.assert_close(feats.pooled[0], plain(["a red circle"]).pooled[0])

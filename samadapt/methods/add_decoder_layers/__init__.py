@@ -1,3 +1,0 @@
-from samadapt.methods.add_decoder_layers.method import AddDecoderLayers
-
-__all__ = ["AddDecoderLayers"]

@@ -1,3 +1,0 @@
-from samadapt.methods.clip_points.method import ClipPoints
-
-__all__ = ["ClipPoints"]

@@ -1,3 +1,0 @@
-from samadapt.methods.decoder_only.method import DecoderOnly
-
-__all__ = ["DecoderOnly"]

@@ -1,3 +1,0 @@
-from samadapt.methods.full.method import FullFinetune
-
-__all__ = ["FullFinetune"]

@@ -1,3 +1,0 @@
-from samadapt.methods.lora.method import LoRA
-
-__all__ = ["LoRA"]
