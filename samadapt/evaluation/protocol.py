@@ -8,6 +8,9 @@
   size, as SAM's postprocess_masks does) and compares with the original-size target `batch["orig_mask"]`,
   as the published evaluations do; "model" crops the letterboxed prediction and target at the model's
   resolution (fast, for validation during training). "auto": model while fitting, original otherwise.
+  "original_binary" is the released DIT code's protocol (test.py, utils.mask_processing): binarise at the model's
+  resolution, crop the content, resize the 0/1 float mask to the original size with OpenCV's bilinear filter and
+  keep every pixel > 0 (which grows masks by up to a pixel at their edges). Referring metrics only.
 - Binarisation: a pixel is foreground when sigmoid(logit) > threshold (threshold_on="probs", DIT: 0.35)
   or logit > threshold (threshold_on="logits", SAM: 0). SOD measures use the probabilities themselves.
 """
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import cv2
 import torch
 
 from samadapt.errors import SamAdaptError
@@ -78,30 +82,49 @@ def probability_threshold(threshold: float, on: str) -> float:
     return float(torch.tensor(threshold, dtype=torch.float64).sigmoid()) if on == "logits" else threshold
 
 
+RESOLUTIONS = ("original", "original_binary", "model")
+
+
 @dataclass
 class EvalSample:
     """One prediction ready for the metrics: logits and target at the evaluation resolution."""
 
     sample_id: str
-    logits: torch.Tensor  # (H, W) float
+    logits: torch.Tensor  # (H, W) float; for original_binary the content at the model's resolution
     target: torch.Tensor  # (H, W) bool
     ignore: torch.Tensor | None  # (H, W) bool, or None when nothing is ignored
     class_id: int = -1
+    binary_to_hw: tuple[int, int] | None = None  # original_binary: binarise, then resize the mask to (H, W)
+
+    def prediction(self, threshold: float, on: str) -> torch.Tensor:
+        """The binary prediction at the target's resolution."""
+        mask = binarize(self.logits, threshold, on)
+        if self.binary_to_hw is None:
+            return mask
+        h, w = self.binary_to_hw
+        # a float 0/1 map resized bilinearly, then > 0: every pixel that touches the mask (DIT's test.py)
+        resized = cv2.resize(mask.float().cpu().numpy(), (w, h), interpolation=cv2.INTER_LINEAR)
+        return torch.from_numpy(resized > 0).to(mask.device)
 
 
 def eval_samples(logits: torch.Tensor, batch: dict, resolution: str) -> list[EvalSample]:
     """Split a batch of letterboxed logits (B, 1, S, S) into per-sample EvalSamples at `resolution`."""
-    if resolution not in ("original", "model"):
-        raise SamAdaptError(f"eval_resolution must be original, model or auto, got {resolution!r}")
-    if resolution == "original" and "orig_mask" not in batch:
+    if resolution not in RESOLUTIONS:
+        raise SamAdaptError(f"eval_resolution must be auto or one of {', '.join(RESOLUTIONS)}, got {resolution!r}")
+    if resolution.startswith("original") and "orig_mask" not in batch:
         raise SamAdaptError("eval_resolution original needs the original-size targets (batch['orig_mask']), "
                             "which this DataModule's evaluation samples lack; use eval_resolution: model")
     size = logits.shape[-1]
     class_ids = batch.get("class_id")
     out = []
     for i, (h, w) in enumerate(batch["orig_size"].tolist()):
-        if resolution == "original":
-            sample_logits = to_original(logits[i, 0], (h, w))
+        binary_to_hw = None
+        if resolution.startswith("original"):
+            if resolution == "original":
+                sample_logits = to_original(logits[i, 0], (h, w))
+            else:
+                nh, nw = resized_hw(h, w, size)
+                sample_logits, binary_to_hw = logits[i, 0, :nh, :nw], (h, w)
             orig = batch["orig_mask"][i].to(logits.device)
             target, ignore = orig == 1, orig == 255
         else:
@@ -111,7 +134,7 @@ def eval_samples(logits: torch.Tensor, batch: dict, resolution: str) -> list[Eva
             ignore = batch["ignore"][i, 0, :nh, :nw] if "ignore" in batch else None
         out.append(EvalSample(str(batch["sample_id"][i]), sample_logits.float(), target,
                               ignore if ignore is not None and bool(ignore.any()) else None,
-                              int(class_ids[i]) if class_ids is not None else -1))
+                              int(class_ids[i]) if class_ids is not None else -1, binary_to_hw))
     return out
 
 
@@ -132,10 +155,13 @@ class EvalMetrics(torch.nn.Module):
         """`key_prefix` keeps ids of different splits apart when several splits are pooled in one metric."""
         for s in samples:
             ids = [key_prefix + s.sample_id]
-            pred, target = binarize(s.logits, self.threshold, self.threshold_on)[None], s.target[None]
+            pred, target = s.prediction(self.threshold, self.threshold_on)[None], s.target[None]
             ignore = s.ignore[None] if s.ignore is not None else None
             self.referring.update(pred, target, ids, ignore)
             if self.sod is not None:
+                if s.binary_to_hw is not None:
+                    raise SamAdaptError("eval_resolution original_binary (the DIT protocol) gives binary masks; SOD "
+                                        "measures need probabilities: use eval_resolution original")
                 self.sod.update(s.logits.sigmoid()[None], target, ids)
             if self.semantic is not None:
                 self.semantic.update(pred, target, [s.class_id], ids, ignore)

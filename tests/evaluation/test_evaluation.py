@@ -3,6 +3,7 @@
 import csv
 import json
 
+import cv2
 import lightning as L
 import numpy as np
 import pytest
@@ -44,6 +45,28 @@ def test_original_resolution_unletterboxes_and_uses_the_original_target():
     del batch["orig_mask"]
     with pytest.raises(SamAdaptError, match="orig_mask"):
         eval_samples(logits, batch, "original")
+
+
+def test_original_binary_is_the_released_dit_protocol():
+    """Binarise at the model's resolution, crop, resize the 0/1 mask bilinearly, keep > 0 (DIT's test.py and
+    utils.mask_processing): written out here with numpy and OpenCV on the same logits."""
+    orig = np.zeros((30, 50), bool)
+    orig[5:20, 10:40] = True
+    batch, logits = fake_batch(orig, np.zeros_like(orig))
+    logits = logits + torch.linspace(-3, 3, 64)[None, None]  # soft edges: the protocols differ there
+    (sample,) = eval_samples(logits, batch, "original_binary")
+    nh, nw = letterbox_shape(30, 50, 64)
+    binary = (torch.sigmoid(logits[0, 0, :nh, :nw]) > 0.35).numpy().astype(np.float32)
+    expected = cv2.resize(binary, (50, 30), interpolation=cv2.INTER_LINEAR) > 0
+    np.testing.assert_array_equal(sample.prediction(0.35, "probs").numpy(), expected)
+    (bilinear,) = eval_samples(logits, batch, "original")
+    grown = sample.prediction(0.35, "probs") & ~bilinear.prediction(0.35, "probs")
+    assert grown.any() and not (bilinear.prediction(0.35, "probs") & ~sample.prediction(0.35, "probs")).any()
+    metrics = EvalMetrics("referring", 0.35, "probs")
+    metrics.update([sample])
+    assert 0 < metrics.compute()["oIoU"] <= 1
+    with pytest.raises(SamAdaptError, match="SOD"):
+        EvalMetrics("sod", 0.35, "probs").update([sample])
 
 
 def test_threshold_on_probs_or_logits():
