@@ -4,11 +4,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SAMADAPT := $(VENV)/bin/samadapt
 EXP ?=
+ABL ?=
 ARGS ?=
 CKPT ?=
-EXPERIMENTS := $(filter-out base,$(basename $(notdir $(wildcard experiments/*.yaml))))
-CONFIGS = --config experiments/base.yaml --config experiments/$(EXP).yaml
-CHECK_EXP = @test -f "experiments/$(EXP).yaml" || { echo "no experiment file experiments/$(EXP).yaml; choose EXP= from: $(EXPERIMENTS)" >&2; exit 2; }
+# Sets $configs to --config experiments/base.yaml --config experiments/$(EXP).yaml [--config experiments/$(EXP)/$(ABL).yaml]
+# (an unknown name lists the choices), then echoes the command that follows.
+FIND_CONFIGS = configs=$$(scripts/experiment_configs.sh "$(EXP)" "$(ABL)") && set -x
 # No hub downloads, W&B offline, no albumentations update check (all overridable from the shell).
 export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
@@ -18,6 +19,9 @@ export NO_ALBUMENTATIONS_UPDATE ?= 1
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed -E 's/:.*## /\t/'
+	@echo "EXP=<dataset>/<method>: experiments/<dataset>/<method>.yaml on top of experiments/base.yaml (make train lists them)"
+	@echo "ABL=<ablation>: also experiments/<dataset>/<method>/<ablation>.yaml, a file of only what differs"
+	@echo "ARGS=\"--trainer.max_steps=10 ...\": overrides last; old flat names (EXP=ldit_refcoco) work for one release"
 
 # The stamp is newer than pyproject.toml once installed, so a second `make install` does nothing.
 $(VENV)/.installed: pyproject.toml
@@ -37,14 +41,12 @@ test-all: install  ## the suite including the slow ViT-B tests
 demo: install  ## the end-to-end demo on the CPU: synthetic data, tiny SAM, every method, a report in runs/demo
 	$(SAMADAPT) demo --out runs/demo
 
-train: install  ## train an experiment: make train EXP=shallow_refcoco ARGS="--trainer.max_steps=10"
-	$(CHECK_EXP)
-	$(SAMADAPT) fit $(CONFIGS) $(ARGS)
+train: install  ## train: make train EXP=<dataset>/<method> [ABL=<ablation>] [ARGS="--trainer.max_steps=10"]
+	@$(FIND_CONFIGS) && $(SAMADAPT) fit $$configs $(ARGS)
 
-eval: install  ## evaluate a checkpoint on the test splits: make eval EXP=shallow_refcoco CKPT=runs/.../last.ckpt
-	$(CHECK_EXP)
+eval: install  ## evaluate a checkpoint on the test splits: make eval EXP=refcoco/ldit [ABL=...] CKPT=runs/.../last.ckpt
 	@test -n "$(CKPT)" || { echo "set CKPT=path/to/checkpoint.ckpt" >&2; exit 2; }
-	$(SAMADAPT) test $(CONFIGS) --ckpt_path $(CKPT) $(ARGS)
+	@$(FIND_CONFIGS) && $(SAMADAPT) test $$configs --ckpt_path $(CKPT) $(ARGS)
 
 app: install  ## try the demo's checkpoints in the browser (after make demo): make app ARGS="--port 7861"
 	$(SAMADAPT) serve --demo runs/demo $(ARGS)

@@ -20,7 +20,7 @@ EXTRA_VERBS = {
     "recipe": ("samadapt.commands.recipe:main",
                "a published experiment setting by setting: ours, published, source, deviations marked"),
     "params": ("samadapt.commands.params:main",
-               "total and trainable parameter counts by part for --config experiments/<exp>.yaml"),
+               "total and trainable parameter counts by part for --config experiments/<dataset>/<method>.yaml"),
     "demo": ("samadapt.commands.demo:main",
              "the end-to-end demo: data, tiny SAM, every method trained, evaluated, compared"),
     "compare": ("samadapt.commands.compare:main",

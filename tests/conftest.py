@@ -90,7 +90,7 @@ def trained_runs(tmp_path_factory, tiny_sam_checkpoint, shapes_root, tiny_bert) 
 
     out = tmp_path_factory.mktemp("runs")
     return {name: fit_and_test(experiment, out, name, tiny_sam_checkpoint, shapes_root, tiny_bert)
-            for name, experiment in (("shallow", "demo_shapes"), ("ldit", "demo_ldit"))}
+            for name, experiment in (("shallow", "demo/shallow_fusion"), ("ldit", "demo/ldit"))}
 
 
 _DIST_ENV = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK")

@@ -5,8 +5,8 @@
 2. a tiny SAM pretrained on it with point and box prompts, saved as an official-format checkpoint (a copy
    trained on from there on parts and wholes, a shape inside a larger one, with box prompts, serves the
    nested-shapes task), and a tiny CLIP pretrained contrastively on its images and sentences
-   (samadapt/demo_clip.py), saved in open_clip's format;
-3. every method trained on top of that frozen SAM from its experiment file (experiments/demo_*.yaml);
+   (samadapt/commands/demo_clip.py), saved in open_clip's format;
+3. every method trained on top of that frozen SAM from its experiment file (experiments/demo/*.yaml);
 4. all evaluated on the synthetic test splits: metrics.json, report.md and examples.png in the output folder.
 Prompt learning has its own task (data_modules/nested_shapes.py: a point on a small shape inside a larger one
 means the larger one), with the frozen SAM and decoder fine-tuning given the same point as references.
@@ -24,22 +24,11 @@ from samadapt.io import atomic_write, atomic_write_json
 from samadapt.training.cli import SamAdaptCLI, finish_wandb
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
-# method name -> its demo experiment file; later methods add a line here.
-DEMO_METHODS = {
-    "decoder_only": "demo_decoderonly",
-    "shallow_fusion": "demo_shapes",
-    "edit": "demo_edit",
-    "ldit": "demo_ldit",
-    "parallel_adapter": "demo_parallel_adapter",
-    "sam_ptx": "demo_ptx",
-    "frozen_point": "demo_frozen_point",
-    "samf": "demo_samf",
-    "plm": "demo_plm",
-    "clip_guided_textonly": "demo_clipguided_textonly",
-    "clip_guided_manual": "demo_clipguided_manual",
-    "clip_points": "demo_clippoints",
-    "lora": "demo_lora",
-}
+# The demo's rows, in order; each is trained from experiments/demo/<row>.yaml. Later methods add a name here.
+DEMO_METHODS = {name: f"demo/{name}" for name in (
+    "decoder_only", "shallow_fusion", "edit", "ldit", "parallel_adapter", "sam_ptx", "frozen_point", "samf", "plm",
+    "clip_guided_textonly", "clip_guided_manual", "clip_points", "lora",
+)}
 # Test data of each demo method, when it is not the referring shapes: name -> (folder under out/data, label).
 REFERRING = ("", "synthetic referring shapes (testA + testB)")
 DEMO_DATA = {
@@ -94,15 +83,15 @@ def prepare(out: Path, num_train: int, num_eval: int, pretrain_steps: int | None
                             every_shape=True)
     steps = [f"--trainer.max_steps={pretrain_steps}"] if pretrain_steps else []
     stages = (  # (experiment, data folder, weights written; the later experiments name these files)
-        ("demo_pretrain", "", "tiny_sam.pth"),  # objects, from points and boxes, from scratch
-        ("demo_pretrain_parts", "nested_parts", "tiny_sam_parts.pth"),  # then parts and wholes, from boxes
+        ("demo/pretrain", "", "tiny_sam.pth"),  # objects, from points and boxes, from scratch
+        ("demo/pretrain_parts", "nested_parts", "tiny_sam_parts.pth"),  # then parts and wholes, from boxes
     )
     for experiment, data_folder, weights in stages:
         if (out / weights).exists():
             continue
         start = time.perf_counter()
         overrides = [*stand_in_checkpoint(experiment, out), *steps]
-        cli = build_cli(experiment, out, overrides, experiment.removeprefix("demo_"), data_folder)
+        cli = build_cli(experiment, out, overrides, Path(experiment).name, data_folder)
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
         finish_wandb()
         save_sam_checkpoint(cli.model.model.sam, out / weights)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from samadapt.io import atomic_write
 
-# Keyword arguments of open_clip.CLIP; experiments/demo_clip*.yaml repeat them as model.text_options.model_cfg.
+# Keyword arguments of open_clip.CLIP; experiments/demo/clip_*.yaml repeat them as model.text_options.model_cfg.
 TINY_CLIP = {
     "embed_dim": 32,
     "vision_cfg": {"layers": 2, "width": 64, "head_width": 16, "patch_size": 8, "image_size": 64},

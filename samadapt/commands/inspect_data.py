@@ -1,4 +1,4 @@
-"""`samadapt inspect-data --config experiments/base.yaml --config experiments/<exp>.yaml [--data.init_args.K=V]`.
+"""`samadapt inspect-data --config experiments/base.yaml --config experiments/<dataset>/<method>.yaml [--data...=V]`.
 
 Builds the experiment's DataModule exactly from its YAML, prints a JSON report (samples per split, what prompts
 the samples provide, the text vocabulary, every handled conversion) and writes a PNG grid of samples with their
@@ -31,17 +31,23 @@ def _merge(base: dict, new: dict) -> dict:
 def data_config(configs: list[str], overrides: list[str]) -> dict:
     """The `data` section after the config files and the `--data.[init_args.]key=value` overrides, in order."""
     data: dict = {}
+    model: dict = {}  # the model's image size, which the DataModule follows (as SamAdaptCLI links them)
     for path in configs:
         p = Path(path)
         if not p.is_file():
-            raise MissingFileError(p, "config file", "Pass an experiment file, e.g. experiments/demo_shapes.yaml.")
-        section = (yaml.safe_load(p.read_text()) or {}).get("data") or {}
+            raise MissingFileError(p, "config file", "Pass an experiment file, e.g. experiments/demo/ldit.yaml.")
+        loaded = yaml.safe_load(p.read_text()) or {}
+        model.update(loaded.get("model") or {})
+        section = loaded.get("data") or {}
         if section.get("class_path") and section["class_path"] != data.get("class_path"):
             # a new class keeps only the earlier arguments it accepts (as LightningCLI does)
             data = {"class_path": data.get("class_path"), "init_args": data.get("init_args", {})}
         data = _merge(data, section)
     for item in overrides:
         key, sep, value = item.removeprefix("--").partition("=")
+        if key in ("model.image_size", "model.sam_variant") and sep:
+            model[key.removeprefix("model.")] = yaml.safe_load(value)
+            continue
         if not key.startswith("data.") or not sep:
             raise SamAdaptError(f"cannot use the override {item!r}; write --data.init_args.<name>=<value>.")
         key = key.removeprefix("data.")
@@ -52,6 +58,10 @@ def data_config(configs: list[str], overrides: list[str]) -> dict:
             data["class_path"] = value
     if not data.get("class_path"):
         raise SamAdaptError("the configs set no data.class_path; pass experiments/base.yaml and the experiment file.")
+    from samadapt.training.cli import model_input_size
+
+    size = model_input_size(model.get("sam_variant", "vit_b"), model.get("image_size"))
+    data.setdefault("init_args", {}).setdefault("image_size", size)
     return data
 
 

@@ -1,6 +1,6 @@
-"""`samadapt params --config experiments/<exp>.yaml`: total and trainable parameters of an experiment, by part.
+"""`samadapt params --config experiments/<dataset>/<method>.yaml`: total and trainable parameters, by part.
 
-The model section of the configs (the experiment's sibling base.yaml first, then each --config in order; a
+The model section of the configs (experiments/base.yaml first, then each --config in order, e.g. an ablation; a
 later file replaces a key of `model:` whole, as LightningCLI does) builds the SamAdaptModel exactly as training
 would, without data or trainer. Missing weight files are not needed for counting: SAM is built with random
 weights when its checkpoint file does not exist, and CLIP's text tower with random weights when its pretrained
@@ -61,11 +61,12 @@ def read_model_section(configs: list[Path]) -> dict:
 
 
 def with_base(configs: list[Path]) -> list[Path]:
-    """Prepend the experiments' base.yaml (sibling of the first config) unless it is already given."""
-    base = configs[0].parent / "base.yaml"
-    if base.is_file() and all(c.resolve() != base.resolve() for c in configs):
-        return [base, *configs]
-    return configs
+    """Prepend the experiments' base.yaml (the nearest in the first config's folder or above) unless already given."""
+    folder = configs[0].parent
+    base = next((f / "base.yaml" for f in (folder, *folder.parents) if (f / "base.yaml").is_file()), None)
+    if base is None or any(c.resolve() == base.resolve() for c in configs):
+        return configs
+    return [base, *configs]
 
 
 class RandomBertBase(TextEncoder):
@@ -152,6 +153,6 @@ def params_report(configs: list[Path]) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="samadapt params", description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, action="append", required=True,
-                        help="experiment YAML (repeatable; experiments/base.yaml is added first automatically)")
+                        help="experiment YAML, then an ablation (repeatable; experiments/base.yaml is added first)")
     args = parser.parse_args(argv)
     print(json.dumps(params_report(args.config), indent=2))

@@ -3,7 +3,9 @@
 import os
 import sys
 import tempfile
+from pathlib import Path
 
+import yaml
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.cli import LightningCLI
 
@@ -25,6 +27,17 @@ class SamAdaptCLI(LightningCLI):
             **kwargs,
         )
 
+    def add_arguments_to_parser(self, parser) -> None:
+        # The image size is stated once, in model: (null = the SAM variant's own); the DataModule letterboxes to it.
+        parser.link_arguments(("model.sam_variant", "model.image_size"), "data.init_args.image_size",
+                              compute_fn=model_input_size)
+
+    def parse_arguments(self, parser, args) -> None:
+        super().parse_arguments(parser, args)
+        if not isinstance(args, dict):
+            config = self.config[self.config.subcommand] if self.config.get("subcommand") else self.config
+            check_data_image_size(sys.argv[1:] if args is None else list(args), config.data.init_args.image_size)
+
     def after_instantiate_classes(self) -> None:
         configure_wandb_loggers(self.trainer, self.model, self.datamodule, self.subcommand)  # before W&B starts
 
@@ -39,6 +52,35 @@ class SamAdaptCLI(LightningCLI):
             print(f"samadapt: resuming from {found}" if found else
                   "samadapt: no last.ckpt of this configuration yet: training from the start", file=sys.stderr)
             config["ckpt_path"] = found
+
+
+def model_input_size(sam_variant: str, image_size: int | None) -> int:
+    """The side of the square image the model reads: `image_size`, or the SAM variant's native size when null."""
+    from samadapt.sam.config import get_config
+
+    return image_size or get_config(sam_variant).image_size
+
+
+def check_data_image_size(argv: list[str], linked: int) -> None:
+    """The data follows the model's image size through a link, which would silently replace a data image size
+    stated in a config file or the shell: one that disagrees is an error."""
+    for source, stated in stated_data_image_sizes(argv):
+        if stated != linked:
+            raise SamAdaptError(f"data.init_args.image_size {stated} ({source}) differs from the model's input size "
+                                f"{linked}: the data follows model.image_size; set that and drop the data one")
+
+
+def stated_data_image_sizes(argv: list[str]):
+    """(where, value) of each data.init_args.image_size the --config files and the arguments give."""
+    for i, arg in enumerate(argv):
+        name, has_value, value = arg.partition("=")
+        value = value if has_value else next(iter(argv[i + 1:i + 2]), "")
+        if name == "--data.init_args.image_size":
+            yield "the command line", yaml.safe_load(value)
+        elif name == "--config" and Path(value).is_file():
+            init_args = ((yaml.safe_load(Path(value).read_text()) or {}).get("data") or {}).get("init_args") or {}
+            if "image_size" in init_args:
+                yield value, init_args["image_size"]
 
 
 def check_output_folders(trainer) -> None:

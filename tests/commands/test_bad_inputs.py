@@ -75,7 +75,7 @@ def corrupt_images(root: Path) -> None:
 # case id -> (prepare(tmp, fixtures) -> (experiment, extra CLI args), words the error line must contain)
 def _checkpoint_case(make):
     def prepare(tmp, fx):
-        return "demo_shapes", [f"--model.sam_checkpoint={make(tmp, fx)}"]
+        return "demo/shallow_fusion", [f"--model.sam_checkpoint={make(tmp, fx)}"]
     return prepare
 
 
@@ -83,7 +83,7 @@ def _shapes_case(damage):
     def prepare(tmp, fx):
         root = copy_shapes(fx["shapes"], tmp)
         damage(root)
-        return "demo_shapes", [f"--data.init_args.root={root}"]
+        return "demo/shallow_fusion", [f"--data.init_args.root={root}"]
     return prepare
 
 
@@ -115,7 +115,7 @@ def _folder_mask_wrong_size(tmp, fx):
     shutil.copytree(fx["layouts"]["data_modules.FolderDataModule"], root)
     for mask in (root / "train" / "masks").glob("*.png"):
         Image.fromarray(np.zeros((10, 13), np.uint8)).save(mask)
-    return "decoderonly_folder", [f"--data.init_args.root={root}"]
+    return "folder/decoder_only", [f"--data.init_args.root={root}"]
 
 
 def _folder_empty_split(tmp, fx):
@@ -125,7 +125,7 @@ def _folder_empty_split(tmp, fx):
         if path.suffix != ".json":
             path.unlink()
     (root / "val" / "texts.json").write_text("{}")
-    return "decoderonly_folder", [f"--data.init_args.root={root}"]
+    return "folder/decoder_only", [f"--data.init_args.root={root}"]
 
 
 def _split_file_missing_file(tmp, fx):
@@ -133,13 +133,13 @@ def _split_file_missing_file(tmp, fx):
     shutil.copytree(fx["layouts"]["data_modules.CocoLowDataDataModule"], root)
     split = root / "splits/coco/1_512/labeled.txt"
     split.write_text(split.read_text() + "train2017/000000099999.jpg masks/train2017/000000099999.png\n")
-    return "decoderonly_coco", [f"--data.init_args.root={root}"]
+    return "coco_1_512/decoder_only", [f"--data.init_args.root={root}"]
 
 
 def _unwritable_output(tmp, fx):
     blocker = tmp / "a_file"
     blocker.write_text("a regular file, so nothing can be created under it")
-    return "demo_shapes", [f"--trainer.default_root_dir={blocker}/runs"]
+    return "demo/shallow_fusion", [f"--trainer.default_root_dir={blocker}/runs"]
 
 
 CASES = {
@@ -197,7 +197,7 @@ def test_wrong_variant_checkpoint_says_which_variant_to_set(tiny_sam_checkpoint,
     monkeypatch.chdir(tmp_path)
     args = [*tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert, steps=1), "--model.sam_variant=vit_b"]
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", *configs("demo_shapes"), *args])
+        main(["fit", *configs("demo/shallow_fusion"), *args])
     assert exit_info.value.code == 2
     assert "set model.sam_variant=tiny" in capsys.readouterr().err
 
@@ -208,7 +208,7 @@ def test_unknown_yaml_key_is_lightning_cli_error(tiny_sam_checkpoint, shapes_roo
     bad = tmp_path / "typo.yaml"
     bad.write_text("model:\n  learning_rate: 0.1\n")
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", *configs("demo_shapes"), "--config", str(bad),
+        main(["fit", *configs("demo/shallow_fusion"), "--config", str(bad),
               *tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert)])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err

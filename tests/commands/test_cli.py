@@ -13,22 +13,37 @@ from samadapt.cli import main
 from samadapt.methods import METHODS
 
 REPO = Path(__file__).resolve().parents[2]
-EXPERIMENTS = sorted(p.stem for p in (REPO / "experiments").glob("*.yaml") if p.stem != "base")
+# every experiment, <dataset>/<method>, and every ablation, <dataset>/<method>/<ablation>
+EXPERIMENTS = sorted(str(p.relative_to(REPO / "experiments").with_suffix(""))
+                     for p in (REPO / "experiments").glob("*/**/*.yaml"))
 
 
 REFCOCO_DATA = "data_modules.RefCocoDataModule"
 
 
+def experiment_files(name):
+    """base.yaml, the experiment file and, for an ablation (refcoco/ldit/frozen), its experiment file before it."""
+    path = REPO / "experiments" / f"{name}.yaml"
+    parent = path.parent.with_suffix(".yaml")
+    return [REPO / "experiments/base.yaml", *([parent] if parent.is_file() else []), path]
+
+
+def section(name, part):
+    """The experiment's `part` (model, data) section, later files' keys replacing earlier ones."""
+    merged = {}
+    for path in experiment_files(name):
+        merged.update((yaml.safe_load(path.read_text()) or {}).get(part) or {})
+    return merged
+
+
 def data_class_path(name):
     """The experiment's data.class_path (base.yaml's RefCOCO DataModule unless the experiment names another)."""
-    exp = yaml.safe_load((REPO / f"experiments/{name}.yaml").read_text()) or {}
-    return (exp.get("data") or {}).get("class_path", REFCOCO_DATA)
+    return section(name, "data").get("class_path", REFCOCO_DATA)
 
 
 def model_setting(name, key):
     """The experiment's model.<key> (base.yaml's unless the experiment sets it)."""
-    exp = yaml.safe_load((REPO / f"experiments/{name}.yaml").read_text()) or {}
-    return (exp.get("model") or {}).get(key)
+    return section(name, "model").get(key)
 
 
 def tiny_overrides(checkpoint, shapes_root, bert, steps=2, data_root=None, clip=None):
@@ -52,7 +67,7 @@ def tiny_overrides(checkpoint, shapes_root, bert, steps=2, data_root=None, clip=
 
 
 def configs(name):
-    return ["--config", str(REPO / "experiments/base.yaml"), "--config", str(REPO / f"experiments/{name}.yaml")]
+    return [arg for path in experiment_files(name) for arg in ("--config", str(path))]
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
@@ -80,7 +95,7 @@ def test_every_experiment_runs_two_steps(experiment, tiny_sam_checkpoint, shapes
 def test_fit_then_test_from_checkpoint_with_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert, tmp_path,
                                                       monkeypatch):
     monkeypatch.chdir(tmp_path)
-    args = [*configs("demo_shapes"), *tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert),
+    args = [*configs("demo/shallow_fusion"), *tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert),
             "--model.lr=0.003", "--model.method_options.dropout=0.25", "--trainer.logger=false",
             "--trainer.default_root_dir=out"]
     main(["fit", *args])
@@ -99,13 +114,13 @@ def run_shell(*args, cwd=REPO):
 
 
 def test_make_train_without_data_or_checkpoint_is_one_clear_message(tmp_path):
-    """`make train EXP=shallow_refcoco` on a machine with neither RefCOCO nor the ViT-B checkpoint."""
+    """`make train EXP=refcoco/shallow_fusion` on a machine with neither RefCOCO nor the ViT-B checkpoint."""
     work = tmp_path / "fresh"
     work.mkdir()
     (work / "experiments").symlink_to(REPO / "experiments")
     samadapt = Path(sys.executable).parent / "samadapt"
     result = run_shell(str(samadapt), "fit", "--config", "experiments/base.yaml", "--config",
-                       "experiments/shallow_refcoco.yaml", cwd=work)
+                       "experiments/refcoco/shallow_fusion.yaml", cwd=work)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("samadapt: error:")]
@@ -116,7 +131,7 @@ def test_make_train_without_data_or_checkpoint_is_one_clear_message(tmp_path):
 def test_missing_data_is_one_clear_message(tiny_sam_checkpoint, tmp_path, monkeypatch, capsys, tiny_bert):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", *configs("shallow_refcoco"), "--model.sam_variant=tiny",
+        main(["fit", *configs("refcoco/shallow_fusion"), "--model.sam_variant=tiny",
               f"--model.sam_checkpoint={tiny_sam_checkpoint}", "--model.image_size=64",
               f"--model.text_options.name_or_path={tiny_bert}", "--trainer.logger=false"])
     assert exit_info.value.code == 2
@@ -128,3 +143,28 @@ def test_make_train_unknown_experiment_is_clear():
     venv = Path(sys.executable).parent.parent
     result = run_shell("make", "--no-print-directory", "train", "EXP=nope", f"VENV={venv}")
     assert result.returncode != 0 and "experiments/nope.yaml" in result.stderr
+    assert "refcoco/ldit" in result.stderr  # the choices, found in the dataset folders
+    result = run_shell("make", "--no-print-directory", "train", "EXP=refcoco/ldit", "ABL=nope", f"VENV={venv}")
+    assert result.returncode != 0 and "experiments/refcoco/ldit/nope.yaml" in result.stderr
+    assert "frozen" in result.stderr  # the ablations there are
+
+
+def test_image_size_is_stated_once_in_the_model(tiny_sam_checkpoint, shapes_root, tiny_bert, tmp_path, monkeypatch,
+                                                capsys):
+    """The DataModule letterboxes to the model's size (null: the variant's own); another data size is an error."""
+    from samadapt.commands.inspect_data import data_config
+    from samadapt.training.cli import SamAdaptCLI
+
+    monkeypatch.chdir(tmp_path)
+    args = [*configs("demo/shallow_fusion"), f"--model.sam_checkpoint={tiny_sam_checkpoint}",
+            f"--model.text_options.name_or_path={tiny_bert}", f"--data.init_args.root={shapes_root}",
+            "--trainer.logger=false"]
+    for size, expected in (("64", 64), ("null", 128)):  # 128: the tiny SAM's own size
+        cli = SamAdaptCLI(args=[*args, f"--model.image_size={size}"], run=False)
+        assert cli.datamodule.hparams.image_size == cli.model.model.image_size == expected
+    assert data_config([str(p) for p in experiment_files("refcoco/ldit")], [])["init_args"]["image_size"] == 512
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *args, "--model.image_size=64", "--data.init_args.image_size=32"])
+    assert exit_info.value.code == 2
+    assert "data.init_args.image_size 32 (the command line) differs from the model's input size 64" in \
+        capsys.readouterr().err

@@ -55,3 +55,13 @@ def test_missing_config_is_one_clear_message(tmp_path, capsys):
         main(["params", "--config", str(tmp_path / "nope.yaml")])
     assert exit_info.value.code == 2
     assert "nope.yaml" in capsys.readouterr().err
+
+
+def test_base_is_found_above_a_dataset_folder():
+    from pathlib import Path
+
+    from samadapt.commands.params import with_base
+
+    experiments = Path(__file__).resolve().parents[2] / "experiments"
+    ablation = [experiments / "refcoco/ldit.yaml", experiments / "refcoco/ldit/frozen.yaml"]
+    assert with_base(ablation) == [experiments / "base.yaml", *ablation]

@@ -12,11 +12,11 @@ from samadapt.commands.bench_loading import data_loading_bench
 
 REPO = Path(__file__).resolve().parents[2]
 LAYOUT_EXPERIMENTS = {
-    "data_modules.CocoLowDataDataModule": "shallow_coco",
-    "data_modules.Ade20kDataModule": "decoderonly_ade20k",
-    "data_modules.Cod10kDataModule": "shallow_cod10k",
-    "data_modules.CelebAMaskDataModule": "shallow_celebamask",
-    "data_modules.FolderDataModule": "shallow_folder",
+    "data_modules.CocoLowDataDataModule": "coco_1_512/shallow_fusion",
+    "data_modules.Ade20kDataModule": "ade20k_1_64/decoder_only",
+    "data_modules.Cod10kDataModule": "cod10k/shallow_fusion",
+    "data_modules.CelebAMaskDataModule": "celebamask/shallow_fusion",
+    "data_modules.FolderDataModule": "folder/shallow_fusion",
 }
 
 
@@ -31,7 +31,7 @@ def _inspect(capsys, tmp_path, experiment, *overrides):
 
 
 def test_inspect_data_on_demo_synthetic_data(shapes_root, tmp_path, capsys):
-    report = _inspect(capsys, tmp_path, "demo_shapes", f"--data.init_args.root={shapes_root}")
+    report = _inspect(capsys, tmp_path, "demo/shallow_fusion", f"--data.init_args.root={shapes_root}")
     splits = report["splits"]
     assert set(splits) == {"train", "val", "test/testA", "test/testB"}
     assert splits["val"]["samples"] > 0 and splits["val"]["prompts"]["text"] == splits["val"]["inspected"]
@@ -53,7 +53,7 @@ def test_inspect_data_on_each_layout(class_path, tiny_layouts, tmp_path, capsys)
 def test_inspect_data_bad_override_is_one_clear_message(shapes_root, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["inspect-data", "--config", str(REPO / "experiments/base.yaml"), "--config",
-              str(REPO / "experiments/demo_shapes.yaml"), "--data.init_args.root", "x"])
+              str(REPO / "experiments/demo/shallow_fusion.yaml"), "--data.init_args.root", "x"])
     assert exit_info.value.code == 2 and "--data.init_args.<name>=<value>" in capsys.readouterr().err
 
 

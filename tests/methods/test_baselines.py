@@ -88,7 +88,7 @@ def test_clip_points_validates_without_fit_and_refuses_fit(tiny_sam_checkpoint, 
                                                            tiny_bert, tiny_layouts, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     coco = tiny_layouts["data_modules.CocoLowDataDataModule"]
-    args = [*configs("clippoints_coco_1_512"),
+    args = [*configs("coco_1_512/clip_points"),
             *tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert, data_root=coco, clip=tiny_clip),
             "--trainer.logger=false"]
     main(["validate", *args])

@@ -179,7 +179,7 @@ def test_feature_ablation_from_the_experiment_file_and_shell(features, tiny_sam_
     monkeypatch.chdir(tmp_path)
     coco = tiny_layouts["data_modules.CocoLowDataDataModule"]
     tiny = tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert, data_root=coco, clip=tiny_clip)
-    cli = SamAdaptCLI(args=[*configs("clipguided_coco_1_512_textonly"), *tiny,
+    cli = SamAdaptCLI(args=[*configs("coco_1_512/clip_guided_textonly"), *tiny,
                             f"--model.method_options.features={features}", "--trainer.logger=false"], run=False)
     method = cli.model.model.method
     assert list(method.blocks[0].mlp_branch.proj) == features.strip("[]").split(",")

@@ -16,7 +16,7 @@ from tests.sam.test_fused_attention import method_batch, random_sam
 def test_bf16_mixed_trains_two_steps(tiny_sam_checkpoint, shapes_root, tiny_bert, tmp_path, monkeypatch):
     """L-DIT (text tokens in every fused block) for 2 steps with precision=bf16-mixed (CPU autocast)."""
     monkeypatch.chdir(tmp_path)
-    main(["fit", *configs("demo_ldit"), *tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert),
+    main(["fit", *configs("demo/ldit"), *tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert),
           "--trainer.precision=bf16-mixed", "--trainer.logger=false", "--trainer.default_root_dir=out",
           "--model.activation_checkpointing=true"])
     assert list((tmp_path / "out").rglob("last.ckpt"))

@@ -36,7 +36,7 @@ def test_ddp_two_cpu_processes_train_and_validate_like_one(tiny_sam_checkpoint, 
         # text-less samples leave the text projections unused; box-less ones the decoder's box path
         "model": {"train_prompts": {"text": 0.4, "box": 0.3, "points": 0.3}},
     }))
-    common = [*configs("demo_ldit"), "--config", str(settings),
+    common = [*configs("demo/ldit"), "--config", str(settings),
               *tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert, steps=3),
               "--trainer.val_check_interval=3", "--trainer.check_val_every_n_epoch=null",
               "--trainer.limit_val_batches=1.0", "--data.init_args.max_eval_samples=5",

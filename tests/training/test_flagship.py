@@ -1,4 +1,4 @@
-"""`make train EXP=ldit_refcoco`: the command users name first, through make, from the shell."""
+"""`make train EXP=refcoco/ldit`: the command users name first, through make, from the shell."""
 
 import os
 import subprocess
@@ -20,10 +20,11 @@ def make(*args, cwd=REPO):
 def test_ldit_refcoco_without_data_or_checkpoint_is_one_clear_message(tmp_path):
     work = tmp_path / "fresh"
     work.mkdir()
-    for name in ("Makefile", "pyproject.toml", "experiments"):
+    for name in ("Makefile", "pyproject.toml", "experiments", "scripts"):
         (work / name).symlink_to(REPO / name)
     (work / ".venv").symlink_to(VENV)
-    result = make("train", "EXP=ldit_refcoco", cwd=work)
+    result = make("train", "EXP=ldit_refcoco", cwd=work)  # the old flat name still works for one release
+    assert "EXP=ldit_refcoco is now EXP=refcoco/ldit" in result.stderr
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("samadapt: error:")]
@@ -37,10 +38,10 @@ def test_ldit_refcoco_trains_and_evaluates_on_the_demo_stand_ins(tiny_sam_checkp
         "--model.global_batch_size=4", f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false",
         "--data.init_args.test_splits=[val,testA,testB]",
     ])
-    trained = make("train", "EXP=ldit_refcoco", f"ARGS={overrides}")
+    trained = make("train", "EXP=refcoco/ldit", f"ARGS={overrides}")
     assert trained.returncode == 0, trained.stderr[-3000:]
     checkpoint = next(tmp_path.rglob("last.ckpt"))
-    evaluated = make("eval", "EXP=ldit_refcoco", f"CKPT={checkpoint}", f"ARGS={overrides}")
+    evaluated = make("eval", "EXP=refcoco/ldit", f"CKPT={checkpoint}", f"ARGS={overrides}")
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     for split in ("val", "testA", "testB"):  # one test run reports every split
         assert f"test/{split}/oIoU" in evaluated.stdout

@@ -51,7 +51,8 @@ def load(path: Path) -> dict:
 
 
 def test_sigkill_at_three_points_then_resume_is_bit_identical(tiny_sam_checkpoint, shapes_root, tiny_bert, tmp_path):
-    args = [*configs("demo_shapes"), *tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert, steps=MAX_STEPS),
+    args = [*configs("demo/shallow_fusion"),
+            *tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert, steps=MAX_STEPS),
             "--trainer.limit_val_batches=1"]
     plain = resume_config(tmp_path, None)
     reference = fit(args, tmp_path / "reference", plain, wait=False)  # uninterrupted, in parallel

@@ -39,7 +39,8 @@ def test_lr_scaling_is_explicit():
 def test_a_run_derives_its_accumulation_and_scaled_lr(tiny_sam_checkpoint, shapes_root, tiny_bert, tmp_path,
                                                       monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cli = SamAdaptCLI(args=[*configs("demo_shapes"), *tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert),
+    cli = SamAdaptCLI(args=[*configs("demo/shallow_fusion"),
+                            *tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert),
                             "--model.global_batch_size=4", "--model.lr_scaling=linear", "--model.lr_reference_batch=8",
                             "--model.lr=0.002", "--model.scheduler=none", "--model.warmup_steps=0",
                             "--trainer.logger=false", "--trainer.default_root_dir=out"], run=False)
@@ -53,7 +54,7 @@ def test_an_unreachable_global_batch_stops_before_training(tiny_sam_checkpoint, 
                                                            monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", *configs("demo_shapes"), *tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert),
+        main(["fit", *configs("demo/shallow_fusion"), *tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert),
               "--model.global_batch_size=5", "--trainer.logger=false", "--trainer.default_root_dir=out"])
     assert exit_info.value.code == 2
     assert "global batch 5 cannot be met" in capsys.readouterr().err
@@ -61,9 +62,9 @@ def test_an_unreachable_global_batch_stops_before_training(tiny_sam_checkpoint, 
 
 
 def test_fsdp2_full_finetune_runs_on_two_cpu_processes(tiny_sam_checkpoint, shapes_root, tiny_bert, tmp_path):
-    """ldit_refcoco_vith_fsdp (FSDP2 through Lightning's ModelParallelStrategy) on the tiny SAM, 2 gloo processes."""
+    """refcoco/ldit ABL=vith_fsdp (FSDP2 through Lightning's ModelParallelStrategy), tiny SAM, 2 gloo processes."""
     overrides = tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert, steps=2)
-    args = [sys.executable, "-m", "samadapt.cli", "fit", *configs("ldit_refcoco_vith_fsdp"), *overrides,
+    args = [sys.executable, "-m", "samadapt.cli", "fit", *configs("refcoco/ldit/vith_fsdp"), *overrides,
             "--trainer.devices=2", "--trainer.precision=32-true", "--model.global_batch_size=8",
             "--trainer.logger=false", f"--trainer.default_root_dir={tmp_path}", "--trainer.enable_progress_bar=false",
             "--trainer.callbacks=[]", "--trainer.enable_checkpointing=true"]
@@ -105,7 +106,7 @@ def test_two_nodes_on_loopback_equal_one_process_with_the_same_global_batch(tiny
                 f"--trainer.default_root_dir={tmp_path / name}"]
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "VENV": str(Path(sys.executable).parent.parent),
-           "EXP": "demo_shapes", "ACCELERATOR": "cpu", "PRECISION": "32-true", "NNODES": "2", "GPUS": "1",
+           "EXP": "demo/shallow_fusion", "ACCELERATOR": "cpu", "PRECISION": "32-true", "NNODES": "2", "GPUS": "1",
            "MASTER_ADDR": "127.0.0.1"}
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -117,7 +118,7 @@ def test_two_nodes_on_loopback_equal_one_process_with_the_same_global_batch(tiny
     outputs = [node.communicate(timeout=600)[0] for node in nodes]
     assert all(node.returncode == 0 for node in nodes), outputs[0][-3000:] + outputs[1][-3000:]
     # one process, batch 4: the same samples per optimizer step (the resumable sampler shards positions)
-    single = subprocess.run([sys.executable, "-m", "samadapt.cli", "fit", *configs("demo_shapes"),
+    single = subprocess.run([sys.executable, "-m", "samadapt.cli", "fit", *configs("demo/shallow_fusion"),
                              *overrides("one"), "--data.init_args.batch_size=4"],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert single.returncode == 0, single.stderr[-3000:]

@@ -17,7 +17,7 @@ from tests.helpers.wandb_records import closed_run_file, config_keys, logged_med
 def test_offline_run_is_named_grouped_tagged_with_config_panel_and_test_summary(
         tiny_sam_checkpoint, shapes_root, tiny_bert, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # base.yaml logs to ./runs
-    args = [*configs("demo_shapes"), *tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert),
+    args = [*configs("demo/shallow_fusion"), *tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert),
             "--trainer.val_check_interval=2", "--trainer.check_val_every_n_epoch=null"]
     cli = SamAdaptCLI(args=args, run=False)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
@@ -58,7 +58,7 @@ def test_offline_run_is_named_grouped_tagged_with_config_panel_and_test_summary(
 
 def test_panel_every_n_validations(tiny_sam_checkpoint, shapes_root, tiny_bert, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    args = [*configs("demo_shapes"), *tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert, steps=3),
+    args = [*configs("demo/shallow_fusion"), *tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert, steps=3),
             "--trainer.val_check_interval=1", "--trainer.check_val_every_n_epoch=null"]
     cli = SamAdaptCLI(args=args, run=False)
     (panel_callback,) = [c for c in cli.trainer.callbacks if isinstance(c, PredictionPanel)]  # from base.yaml
