@@ -7,23 +7,16 @@ from data_modules.pipeline.prompts import jitter_box, mask_to_box, sample_points
 from data_modules.pipeline.transforms import letterbox, swap_left_right
 from data_modules.synthetic.referring import write_synthetic_refcoco
 
-_LAZY = {
-    "PromptedSegDataModule": ".base",
-    "RefCocoDataModule": ".refcoco_datamodule",
-    "CocoLowDataDataModule": ".class_datamodules",
-    "Ade20kDataModule": ".class_datamodules",
-    "Cod10kDataModule": ".class_datamodules",
-    "CelebAMaskDataModule": ".class_datamodules",
-    "FolderDataModule": ".class_datamodules",
-}
+_DATAMODULES = {"PromptedSegDataModule", "RefCocoDataModule", "CocoLowDataDataModule", "Ade20kDataModule",
+                "Cod10kDataModule", "CelebAMaskDataModule", "FolderDataModule"}
 
 
 def __getattr__(name: str):
     # the DataModules import lightning (seconds); load them only when asked, so `samadapt synth` stays fast
-    if name in _LAZY:
-        import importlib
+    if name in _DATAMODULES:
+        from data_modules import datamodules
 
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+        return getattr(datamodules, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -63,6 +63,10 @@ MOVED = {
     "data_modules.inspect": "samadapt.commands.inspect_data",
     "data_modules.prepare": "samadapt.commands.prepare",
     "data_modules.bench": "samadapt.commands.bench_loading",
+    "data_modules.base": "data_modules.datamodules",
+    "data_modules.class_datamodule": "data_modules.datamodules",
+    "data_modules.class_datamodules": "data_modules.datamodules",
+    "data_modules.refcoco_datamodule": "data_modules.datamodules",
 }
 
 

@@ -6,19 +6,17 @@ import contextlib
 import io
 import logging
 import warnings
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
-from torch.utils.data import Dataset
 
 from data_modules.datasets.safe_pickle import load_refs, resolve_refs_path
-from data_modules.pipeline.pixel_cache import PixelCache, letterboxed_pixels
-from data_modules.pipeline.prompts import letterboxed_prompts
-from data_modules.pipeline.transforms import ColorJitter, image_key, original_target, swap_left_right
+from data_modules.pipeline.binary import BinarySegDataset, SampleOptions, Target
+from data_modules.pipeline.images import check_same_size, read_rgb
 from samadapt.errors import MissingFileError, SamAdaptError
 
 log = logging.getLogger(__name__)
@@ -93,14 +91,14 @@ def _usable(ann: dict | None) -> bool:
     return True
 
 
-class RefCocoDataset(Dataset):
-    """Referring segmentation samples following the shared sample-dict contract.
+class RefCocoDataset(BinarySegDataset):
+    """Referring segmentation samples, read like every other dataset (pipeline/binary.py).
 
-    Training: one sample per referent, a random sentence and random prompts on every read.
-    Evaluation: one sample per (referent, sentence), prompts seeded by `seed + index`.
+    Training: one sample per referent, one of its sentences drawn on every read.
+    Evaluation: one sample per (referent, sentence), sample id "<ref_id>_<sent_id>".
     """
 
-    hflip_prob: float = 0.5
+    jitter_prob = 1.0  # colour jitter, when enabled, on every training read (opt-in: it can break colour words)
 
     def __init__(
         self,
@@ -109,111 +107,57 @@ class RefCocoDataset(Dataset):
         split_by: str = "unc",
         split: str = "train",
         image_dir: str | Path | None = None,
-        image_size: int = 1024,
+        options: SampleOptions | None = None,
         train: bool = False,
-        num_points: int = 1,
-        box_jitter: float = 0.0,
-        hflip: bool = False,
-        seed: int = 0,
-        color_jitter: bool = False,
-        pixel_cache_dir: str | None = None,
-        pixel_cache_mb: float = 20000,
     ):
+        super().__init__(options or SampleOptions(), train)
         self.paths = refcoco_paths(root, dataset, split_by, image_dir)
         check_refcoco_paths(self.paths)
-        self.split, self.image_size, self.train = split, image_size, train
-        self.num_points, self.box_jitter, self.hflip, self.seed = num_points, box_jitter, hflip, seed
-        self.color_jitter = ColorJitter() if (train and color_jitter) else None
-        self.pixel_cache = PixelCache(pixel_cache_dir, image_size, pixel_cache_mb) if pixel_cache_dir else None
-
-        refs_path = resolve_refs_path(self.paths["refs"])
-        all_refs = _load_refs_cached(str(refs_path), refs_path.stat().st_mtime)
+        self.split = split
+        all_refs = cached_refs(self.paths["refs"])
         present = sorted({str(r.get("split")) for r in all_refs})
         if split not in present:
             raise SamAdaptError(
-                f"unknown split '{split}' for {refs_path}: the file has splits {', '.join(present)}."
+                f"unknown split '{split}' for {resolve_refs_path(self.paths['refs'])}: the file has splits "
+                f"{', '.join(present)}."
             )
         self.coco = load_coco(self.paths["instances"])
-        self.refs: list[dict] = []
-        skipped = 0
-        self.skipped = 0  # counted for `samadapt inspect-data`
-        for ref in all_refs:
-            if ref.get("split") != split:
-                continue
-            if _usable(self.coco.anns.get(ref["ann_id"])) and ref.get("sentences"):
-                self.refs.append(ref)
-            else:
-                skipped += 1
-        self.skipped = skipped
-        if skipped:
+        self.refs = [r for r in all_refs if r.get("split") == split
+                     and _usable(self.coco.anns.get(r["ann_id"])) and r.get("sentences")]
+        self.skipped = sum(r.get("split") == split for r in all_refs) - len(self.refs)  # for `samadapt inspect-data`
+        if self.skipped:
             log.warning("%s split %s: skipped %d referents with an empty or missing mask or no sentence.",
-                        refs_path, split, skipped)
-        # evaluation index: (ref position, sentence position)
-        self.index = [(i, j) for i, ref in enumerate(self.refs) for j in range(len(ref["sentences"]))]
-
-    def __len__(self) -> int:
-        return len(self.refs) if self.train else len(self.index)
+                        resolve_refs_path(self.paths["refs"]), split, self.skipped)
+        for ref in self.refs:
+            image = str(self.paths["images"] / self.coco.imgs[ref["image_id"]]["file_name"])
+            sentences = tuple((int(s["sent_id"]), str(s["sent"])) for s in ref["sentences"])
+            if train:  # the sentence is drawn on every read (`draw`)
+                self.targets.append(Target(str(ref["ref_id"]), image, "", -1, (ref["ann_id"], sentences)))
+                continue
+            for sent_id, text in sentences:
+                self.targets.append(Target(f"{ref['ref_id']}_{sent_id}", image, text, -1, (ref["ann_id"],)))
 
     def texts(self) -> list[str]:
         """Every sentence a sample can carry (one per sample in evaluation), without decoding images."""
         if self.train:
-            return [str(sent["sent"]) for ref in self.refs for sent in ref["sentences"]]
-        return [str(self.refs[i]["sentences"][j]["sent"]) for i, j in self.index]
+            return [text for t in self.targets for _, text in t.source[1]]
+        return super().texts()
 
-    def _load_image(self, image_id: int) -> np.ndarray:
-        info = self.coco.imgs[image_id]
-        path = self.paths["images"] / info["file_name"]
-        if not path.is_file():
-            raise MissingFileError(path, "image", HOW_TO_GET_COCO)
-        try:
-            with Image.open(path) as im:
-                return np.asarray(im.convert("RGB"))
-        except (OSError, SyntaxError) as err:  # truncated, corrupt, or not an image at all
-            raise SamAdaptError(f"cannot read image {path}: {err}. Re-download or replace the file.") from None
+    def draw(self, target: Target, generator: torch.Generator) -> Target:
+        if not self.train:
+            return target
+        ann_id, sentences = target.source
+        sent_id, text = sentences[int(torch.randint(0, len(sentences), (), generator=generator))]
+        return replace(target, sample_id=f"{target.sample_id}_{sent_id}", text=text)
 
-    def _load_mask(self, ref: dict, image_hw: tuple[int, int]) -> np.ndarray:
-        mask = ann_to_mask(self.coco, self.coco.anns[ref["ann_id"]])
-        if mask.shape != tuple(image_hw):
-            raise SamAdaptError(
-                f"image {self.coco.imgs[ref['image_id']]['file_name']} is {tuple(image_hw)} but instances.json "
-                f"says {mask.shape}; the images and annotations do not belong together."
-            )
-        return mask
+    def load_image(self, target: Target) -> np.ndarray:
+        return read_rgb(target.image, self.report, HOW_TO_GET_COCO)
 
-    def __getitem__(self, idx: int) -> dict[str, Any]:
-        if self.train:
-            # fresh randomness per read; the global torch RNG differs per dataloader worker
-            gen = torch.Generator().manual_seed(int(torch.randint(0, 2**62, ())))
-            ref = self.refs[idx]
-            sent = ref["sentences"][int(torch.randint(0, len(ref["sentences"]), (), generator=gen))]
-        else:
-            gen = torch.Generator().manual_seed(self.seed + idx)
-            ref_pos, sent_pos = self.index[idx]
-            ref = self.refs[ref_pos]
-            sent = ref["sentences"][sent_pos]
-        text = str(sent["sent"])
-        info = self.coco.imgs[ref["image_id"]]
-        flipped = self.train and self.hflip and float(torch.rand((), generator=gen)) < self.hflip_prob
-        if flipped:
-            text = swap_left_right(text)
-        px = letterboxed_pixels(
-            self.pixel_cache, self.image_size, flipped, self.paths["images"] / info["file_name"],
-            lambda: self._load_image(ref["image_id"]), f"ann{ref['ann_id']}", [self.paths["instances"]],
-            lambda hw: (self._load_mask(ref, hw), None), self.color_jitter, need_original=not self.train)
-        jitter = self.box_jitter if self.train else 0.0
-        points, labels, box = letterboxed_prompts(px.mask_bool, px.prompt_mask, px.scale, px.content_hw,
-                                                  self.num_points, jitter, gen)
-        sample = {
-            "image": px.image,
-            "mask": px.mask,
-            "points": points,
-            "point_labels": labels,
-            "box": box,
-            "text": text,
-            "sample_id": f"{ref['ref_id']}_{sent['sent_id']}",
-            "orig_size": torch.tensor(px.orig_hw, dtype=torch.long),
-            "image_key": image_key(info["file_name"], self.image_size, flipped, self.color_jitter is not None),
-        }
-        if not self.train:  # metrics at the original resolution compare against this
-            sample["orig_mask"] = original_target(px.orig_mask)
-        return sample
+    def load_mask(self, target: Target, image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
+        ann_id = target.source[0]
+        mask = ann_to_mask(self.coco, self.coco.anns[ann_id]).astype(bool)
+        check_same_size(image_hw, mask, Path(target.image), Path(f"{self.paths['instances']} annotation {ann_id}"))
+        return mask, None
+
+    def mask_files(self, target: Target) -> list[Path] | None:
+        return [self.paths["instances"]]

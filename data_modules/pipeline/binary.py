@@ -1,6 +1,7 @@
-"""One binary target per sample: the shared reading / augmentation / prompt path of the class-based datasets.
+"""One binary target per sample: the reading / augmentation / prompt path of every dataset.
 
-A dataset lists its targets (image, which object or class, text) once at start-up; `load` decodes one.
+A dataset lists its targets (image, which object or class, text) once at start-up and says how to read an image
+and a mask; decoding, letterboxing, the pixel cache, prompts and seeding are the same for all of them.
 Training: random flip (swapping left/right in the text), photometric augmentation, jittered box and fresh
 points on every read. Evaluation: no augmentation, prompts seeded by the sample id, so a sample gets the
 same prompts in every run, in any order and in any subset.
@@ -10,8 +11,8 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -19,8 +20,9 @@ from torch.utils.data import Dataset
 
 from data_modules.pipeline.augment import PhotometricAugment
 from data_modules.pipeline.images import LoadReport, binary_from_label, check_same_size, read_label, read_rgb
-from data_modules.pipeline.pixel_cache import PixelCache, letterboxed_pixels
+from data_modules.pipeline.pixel_cache import PixelCache, PixelSource, letterboxed_pixels
 from data_modules.pipeline.prompts import PointStrategy, letterboxed_prompts
+from data_modules.pipeline.sample import Sample
 from data_modules.pipeline.transforms import image_key, original_target, swap_left_right
 
 
@@ -71,15 +73,17 @@ class BinarySegDataset(Dataset):
     the mask comes from, so the pixel cache can tell when one changed (None: masks are not cached)."""
 
     hflip_prob: float = 0.5
+    jitter_prob: float = 0.8  # of colour jitter on a training read, when enabled
     flip_classes: dict[int, int] = {}  # class ids that a horizontal flip exchanges (left eye <-> right eye)
 
     def __init__(self, options: SampleOptions, train: bool):
         self.options, self.train = options, train
         self.targets: list[Target] = []
         self.report = LoadReport()
-        self._augment: PhotometricAugment | None = None
+        self.augment: PhotometricAugment | None = None
         if train and (options.color_jitter or options.blur):
-            self._augment = PhotometricAugment(color_jitter=options.color_jitter, blur=options.blur)
+            self.augment = PhotometricAugment(color_jitter=options.color_jitter, blur=options.blur,
+                                              jitter_p=self.jitter_prob)
         self.pixel_cache: PixelCache | None = None
         if options.pixel_cache_dir:
             self.pixel_cache = PixelCache(options.pixel_cache_dir, options.image_size, options.pixel_cache_mb)
@@ -100,10 +104,15 @@ class BinarySegDataset(Dataset):
         """Dataset options that change a target's mask beyond its files (part of the mask's cache key)."""
         return ""
 
-    def load(self, target: Target) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Decode one sample: (image HxWx3 uint8, mask HxW bool, ignore HxW bool or None)."""
-        image = self.load_image(target)
-        return (image, *self.load_mask(target, image.shape[:2]))
+    def pixel_source(self, target: Target) -> PixelSource:
+        files = self.mask_files(target)
+        return PixelSource(Path(target.image), partial(self.load_image, target),
+                           f"{type(self).__name__}|{self.mask_settings()}|{target!r}",
+                           None if files is None else [*files], partial(self.load_mask, target))
+
+    def draw(self, target: Target, generator: torch.Generator) -> Target:
+        """The target as this read sees it: as listed (RefCOCO's training draws one of the referent's sentences)."""
+        return target
 
     def texts(self) -> list[str]:
         """The text of every sample, without decoding anything (for vocabulary statistics)."""
@@ -114,20 +123,18 @@ class BinarySegDataset(Dataset):
             return torch.Generator().manual_seed(int(torch.randint(0, 2**62, ())))
         return torch.Generator().manual_seed(zlib.crc32(target.sample_id.encode()) + self.options.seed)
 
-    def __getitem__(self, idx: int) -> dict[str, Any]:
-        target = self.targets[idx]
+    def __getitem__(self, idx: int) -> Sample:
+        listed = self.targets[idx]
         opt = self.options
-        gen = self._generator(target)
+        gen = self._generator(listed)
+        target = self.draw(listed, gen)
         text, class_id = target.text, target.class_id
         flipped = self.train and opt.hflip and float(torch.rand((), generator=gen)) < self.hflip_prob
         if flipped:
             text = swap_left_right(text)
             class_id = self.flip_classes.get(class_id, class_id)
-        files = self.mask_files(target)
-        px = letterboxed_pixels(
-            self.pixel_cache, opt.image_size, flipped, Path(target.image), lambda: self.load_image(target),
-            f"{type(self).__name__}|{self.mask_settings()}|{target!r}", None if files is None else [*files],
-            lambda hw: self.load_mask(target, hw), self._augment, need_original=not self.train)
+        px = letterboxed_pixels(self.pixel_source(listed), opt.image_size, self.pixel_cache, flipped, self.augment,
+                                need_original=not self.train)
         if not px.prompt_mask.any():
             self.report.add("empty target mask: kept, its points are marked absent (label -1)", target.image)
         valid = None  # where background points may fall: the content area minus ignore pixels
@@ -141,18 +148,19 @@ class BinarySegDataset(Dataset):
         points, labels, box = letterboxed_prompts(px.mask_bool, px.prompt_mask, px.scale, px.content_hw,
                                                   opt.num_points, jitter, gen, opt.num_bg_points, opt.point_strategy,
                                                   valid)
-        sample = {
-            "image": px.image,
-            "mask": px.mask,
-            "points": points,
-            "point_labels": labels,
-            "box": box,
-            "text": text,
-            "sample_id": target.sample_id,
-            "orig_size": torch.tensor(px.orig_hw, dtype=torch.long),
-            "class_id": class_id,
-            "image_key": image_key(str(target.image), opt.image_size, flipped, self._augment is not None),
-        }
+        sample = Sample(
+            image=px.image,
+            mask=px.mask,
+            points=points,
+            point_labels=labels,
+            box=box,
+            text=text,
+            sample_id=target.sample_id,
+            orig_size=torch.tensor(px.orig_hw, dtype=torch.long),
+            content_hw=torch.tensor(px.content_hw, dtype=torch.long),
+            class_id=class_id,
+            image_key=image_key(str(target.image), opt.image_size, flipped, self.augment is not None),
+        )
         if px.ignore is not None:  # only datasets with ignore pixels carry the map (collate fills in blanks)
             sample["ignore"] = px.ignore
         if not self.train:  # metrics at the original resolution compare against this

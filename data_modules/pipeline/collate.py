@@ -1,4 +1,4 @@
-"""Batch prompted-segmentation samples (shared sample-dict contract)."""
+"""Batch prompted-segmentation samples (the `Sample` of pipeline/sample.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from typing import Any
 import torch
 from torch.utils.data import default_collate
 
+from data_modules.pipeline.sample import Sample
+
 
 def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
     """torch.stack, except that inside a DataLoader worker default_collate stacks straight into shared memory,
@@ -14,8 +16,9 @@ def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
     return default_collate(tensors)
 
 
-def collate_prompted(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack tensors; pad points to the largest K with (0, 0) and label -1 (SAM's "not a point").
+def collate_prompted(samples: list[Sample]) -> dict[str, Any]:
+    """Stack tensors ("orig_size" and "content_hw" to (B, 2) long); pad points to the largest K with (0, 0) and
+    label -1 (SAM's "not a point"); "text", "sample_id" and "image_key" become lists.
 
     Optional keys: "class_id" (int, -1 when a sample has none) and "ignore" ((1,S,S) bool, all False when a
     sample has none) are batched when any sample carries them; "orig_mask" (evaluation samples: the target at
@@ -41,6 +44,8 @@ def collate_prompted(samples: list[dict[str, Any]]) -> dict[str, Any]:
         "sample_id": [s["sample_id"] for s in samples],
         "orig_size": torch.stack([s["orig_size"] for s in samples]),
     }
+    if all("content_hw" in s for s in samples):  # samples built by hand may lack it: derived from orig_size then
+        batch["content_hw"] = torch.stack([s["content_hw"] for s in samples])
     if any("image_key" in s for s in samples):  # None where the pixels are random (nothing to cache)
         batch["image_key"] = [s.get("image_key") for s in samples]
     if any("class_id" in s for s in samples):

@@ -177,50 +177,60 @@ class SamplePixels:
         return letterbox_shape(*self.orig_hw, self.image.shape[-1])
 
 
+@dataclass(frozen=True)
+class PixelSource:
+    """Where one sample's image and mask come from and how to read them.
+
+    read_image() -> HxWx3 uint8; read_mask(image_hw) -> (HxW bool mask, HxW bool ignore or None), checking the size
+    itself. `mask_id` tells this mask apart from the other masks of the same image (part of its cache key);
+    `mask_files` are the files it is read from, so an edit is seen (None: unknown, the mask is never cached).
+    """
+
+    image_file: Path
+    read_image: Callable[[], np.ndarray]
+    mask_id: str
+    mask_files: list[Path] | None
+    read_mask: Callable[[tuple[int, int]], tuple[np.ndarray, np.ndarray | None]]
+
+
 def letterboxed_pixels(
-    cache: PixelCache | None,
+    source: PixelSource,
     size: int,
-    flipped: bool,
-    image_file: Path,
-    read_image: Callable[[], np.ndarray],
-    mask_id: str,
-    mask_files: list[Path] | None,
-    read_mask: Callable[[tuple[int, int]], tuple[np.ndarray, np.ndarray | None]],
+    cache: PixelCache | None = None,
+    flipped: bool = False,
     augment: Callable[[np.ndarray], np.ndarray] | None = None,
     need_original: bool = False,
 ) -> SamplePixels:
     """Letterboxed image and target of a sample, from `cache` when it holds them, else decoded and stored.
 
-    read_image() -> HxWx3 uint8; read_mask(image_hw) -> (HxW bool mask, HxW bool ignore or None), checking the
-    size itself. The image is cached unless `augment` (random pixels) is set; the mask unless `need_original`
-    (evaluation keeps decoding it for its original-size target) or `mask_files` is None (source unknown).
+    The image is cached unless `augment` (random pixels) is set; the mask unless `need_original` (evaluation keeps
+    decoding it for its original-size target) or the source names no mask files.
     Flipping happens on the original arrays before letterboxing, exactly as without the cache.
     """
     flip_tag = "|flip" if flipped else ""
     image_path = mask_path = None
     image_entry = mask_entry = None
     if cache is not None and augment is None:
-        image_path = cache.path("image", f"{image_file}@{size}{flip_tag}", [image_file])
+        image_path = cache.path("image", f"{source.image_file}@{size}{flip_tag}", [source.image_file])
         image_entry = cache.get(image_path, (3,))
-    if cache is not None and not need_original and mask_files is not None:
-        mask_path = cache.path("mask", f"{mask_id}@{size}{flip_tag}", mask_files)
+    if cache is not None and not need_original and source.mask_files is not None:
+        mask_path = cache.path("mask", f"{source.mask_id}@{size}{flip_tag}", source.mask_files)
         mask_entry = cache.get(mask_path, (1, 2))  # 2: with the ignore map
 
     image = None
     if image_entry is None:
-        image = read_image()
+        image = source.read_image()
         orig_hw = (int(image.shape[0]), int(image.shape[1]))
     else:
         orig_hw = image_entry.orig_hw
     mask = ignore = None
     if mask_entry is None:
-        mask, ignore = read_mask(orig_hw)
+        mask, ignore = source.read_mask(orig_hw)
         if flipped:
             mask = mask[:, ::-1]
             ignore = None if ignore is None else ignore[:, ::-1]
     elif mask_entry.orig_hw != orig_hw:  # image and mask entries from different versions: decode both
-        return letterboxed_pixels(None, size, flipped, image_file, read_image, mask_id, mask_files, read_mask,
-                                  augment, need_original)
+        return letterboxed_pixels(source, size, None, flipped, augment, need_original)
 
     if image_entry is not None:
         image_lb = torch.from_numpy(image_entry.array)

@@ -129,24 +129,6 @@ def hflip(image: np.ndarray, mask: np.ndarray, text: str) -> tuple[np.ndarray, n
     return image[:, ::-1].copy(), mask[:, ::-1].copy(), swap_left_right(text)
 
 
-class ColorJitter:
-    """Brightness/contrast/saturation jitter via albumentations (hue is left alone by default).
-
-    Opt-in: colour changes can break colour-referring text ("the red circle"), so keep hue at 0.
-    """
-
-    def __init__(self, brightness: float = 0.2, contrast: float = 0.2, saturation: float = 0.2, hue: float = 0.0):
-        import albumentations as A  # imported lazily: slow, and only needed when enabled
-
-        self._t = A.ColorJitter(brightness=brightness, contrast=contrast, saturation=saturation, hue=hue, p=1.0)
-
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        from data_modules.pipeline.augment import reseed_from_torch
-
-        reseed_from_torch(self._t)
-        return self._t(image=image)["image"]
-
-
 def image_key(name: str, size: int, flipped: bool, random_pixels: bool) -> str | None:
     """What identifies the model's input pixels of a sample: image, size and flip; None when a random
     photometric change (colour jitter, blur) makes every read different, so nothing may be cached."""

@@ -35,8 +35,9 @@ def concept(text: str) -> str:
 def load_regions(data_root: Path, image_size: int, grid: int, limit: int | None = None) -> dict:
     """Every training (referent, sentence) of the synthetic set, as the model sees it (letterboxed)."""
     from data_modules.datasets.refcoco import RefCocoDataset
+    from data_modules.pipeline.binary import SampleOptions
 
-    dataset = RefCocoDataset(str(data_root), "shapes", "unc", "train", None, image_size, train=False)
+    dataset = RefCocoDataset(str(data_root), "shapes", "unc", "train", None, SampleOptions(image_size), train=False)
     images, regions, backgrounds, texts = [], [], [], []
     for i in range(len(dataset) if limit is None else min(limit, len(dataset))):
         sample = dataset[i]

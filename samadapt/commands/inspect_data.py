@@ -8,7 +8,6 @@ masks, points, boxes and text, so a user sees what the model will see.
 from __future__ import annotations
 
 import argparse
-import inspect as pyinspect
 import json
 from collections import Counter
 from pathlib import Path
@@ -74,7 +73,9 @@ def build_datamodule(data: dict) -> Any:
     cls = getattr(__import__(module_name, fromlist=[cls_name]), cls_name, None)
     if cls is None:
         raise SamAdaptError(f"data.class_path {data['class_path']} does not exist.")
-    accepted = set(pyinspect.signature(cls.__init__).parameters)
+    own = ArgumentParser()
+    own.add_class_arguments(cls, "data")  # its own arguments and, through **kwargs, its parents'
+    accepted = set(own.get_defaults()["data"].keys())
     init_args = {k: v for k, v in (data.get("init_args") or {}).items() if k in accepted}
     parser = ArgumentParser(exit_on_error=False)
     parser.add_subclass_arguments(LightningDataModule, "data", required=True)

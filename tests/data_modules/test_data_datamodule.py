@@ -1,10 +1,10 @@
-"""RefCocoDataModule: LightningCLI-friendly signature, early path checks, one batch per loader."""
-
-import inspect
+"""The DataModules' LightningCLI arguments; RefCocoDataModule: early path checks, one batch per loader."""
 
 import pytest
 import torch
+from jsonargparse import ArgumentParser
 
+import data_modules
 from data_modules import RefCocoDataModule
 from data_modules.synthetic.referring import write_synthetic_refcoco
 from samadapt.errors import MissingFileError
@@ -19,9 +19,35 @@ def _dm(root, **kw):
     return RefCocoDataModule(root, dataset="shapes", image_size=32, batch_size=2, eval_batch_size=3, **kw)
 
 
-def test_constructor_args_are_typed():
-    params = list(inspect.signature(RefCocoDataModule.__init__).parameters.values())[1:]
-    assert all(p.annotation is not inspect.Parameter.empty for p in params)
+SHARED = {"test_splits": None, "image_size": 1024, "num_points": 1, "num_bg_points": 0, "point_strategy": "uniform",
+          "box_jitter": 0.1, "hflip": False, "color_jitter": False, "blur": False, "batch_size": 8,
+          "eval_batch_size": 8, "num_workers": 0, "pixel_cache_dir": None, "pixel_cache_mb": 20000, "seed": 0,
+          "max_train_samples": None, "max_eval_samples": None}
+CLASS_BASED = {**SHARED, "text_template": "{}"}
+# Experiment files and saved configs name these arguments: their names and defaults must stay.
+INIT_ARGS = {
+    "RefCocoDataModule": {**SHARED, "dataset": "refcoco", "split_by": "unc", "train_split": "train",
+                          "val_split": "val", "image_dir": None},
+    "CocoLowDataDataModule": {**CLASS_BASED, "split": "1_512", "split_dir": None, "mode": "instance",
+                              "include_crowd": False, "num_points": 5},
+    "Ade20kDataModule": {**CLASS_BASED, "split": "1_64", "split_dir": None, "reduce_zero_label": False,
+                         "num_points": 5},
+    "Cod10kDataModule": {**CLASS_BASED, "text_mode": "fixed", "fixed_text": "camouflaged object",
+                         "camouflaged_only": True, "train_split": "Train", "val_split": "Test"},
+    "CelebAMaskDataModule": {**CLASS_BASED, "parts": None, "train_split": "train", "val_split": "val"},
+    "FolderDataModule": {**CLASS_BASED, "default_text": "", "classes": None, "train_split": "train",
+                         "val_split": "val"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(INIT_ARGS))
+def test_cli_arguments_keep_their_names_and_defaults_and_have_help(name):
+    """LightningCLI lists each DataModule's own arguments and, through **kwargs, its parents', typed and explained."""
+    parser = ArgumentParser()
+    parser.add_class_arguments(getattr(data_modules, name), "data")
+    actions = {a.dest.removeprefix("data."): a for a in parser._actions if a.dest.startswith("data.")}
+    assert dict(parser.parse_args(["--data.root", "r"]).data) == {"root": "r", **INIT_ARGS[name]}
+    assert all(action.help for action in actions.values()), [k for k, a in actions.items() if not a.help]
 
 
 def test_fit_and_test_loaders_yield_batches(root):
@@ -30,6 +56,7 @@ def test_fit_and_test_loaders_yield_batches(root):
     batch = next(iter(dm.train_dataloader()))
     assert batch["image"].shape == (2, 3, 32, 32) and batch["points"].shape == (2, 2, 2)
     assert batch["point_labels"].dtype == torch.long and len(batch["text"]) == 2
+    assert batch["content_hw"].tolist() == [[24, 32]] * 2 and batch["content_hw"].dtype == torch.long  # 160x120
     val = list(dm.val_dataloader())
     assert sum(len(b["sample_id"]) for b in val) == 4 and val[0]["box"].shape[1] == 4
     dm.setup("test")

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from data_modules.datasets.refcoco import RefCocoDataset, ann_to_mask
+from data_modules.pipeline.binary import SampleOptions
 from data_modules.pipeline.transforms import letterbox, swap_left_right
 from data_modules.synthetic.referring import write_synthetic_refcoco
 from samadapt.errors import MissingFileError, SamAdaptError
@@ -26,8 +27,8 @@ def _refs(root, split):
     return [r for r in pickle.loads((root / "shapes" / "refs(unc).p").read_bytes()) if r["split"] == split]
 
 
-def _ds(root, **kw):
-    return RefCocoDataset(root, dataset="shapes", image_size=S, **kw)
+def _ds(root, split="train", train=False, image_dir=None, **options):
+    return RefCocoDataset(root, "shapes", "unc", split, image_dir, SampleOptions(image_size=S, **options), train)
 
 
 def test_lengths_train_one_per_ref_eval_one_per_sentence(root):
@@ -120,7 +121,7 @@ def test_missing_paths_raise_missing_file_error(root, tmp_path):
         RefCocoDataset(tmp_path, dataset="shapes")
     assert "README" in str(e.value)
     (tmp_path / "imgs").mkdir()
-    ds = RefCocoDataset(tmp_path, dataset="shapes", split="val", image_dir=str(tmp_path / "imgs"), image_size=S)
+    ds = _ds(tmp_path, split="val", image_dir=str(tmp_path / "imgs"))
     with pytest.raises(MissingFileError, match=r"imgs/COCO_train2014_\d+\.jpg"):
         ds[0]
 
@@ -135,14 +136,57 @@ def test_json_refs_and_empty_objects_skipped(root, tmp_path, caplog):
     (tmp_path / "shapes" / "refs(unc).json").write_text(json.dumps(refs))
     (tmp_path / "shapes" / "instances.json").write_text(json.dumps(inst))
     with caplog.at_level(logging.WARNING):
-        ds = RefCocoDataset(tmp_path, dataset="shapes", split="val", image_dir=str(root / "images" / "train2014"),
-                            image_size=S)
+        ds = _ds(tmp_path, split="val", image_dir=str(root / "images" / "train2014"))
     assert len(ds) == sum(len(r["sentences"]) for r in val[1:])
     assert "skipped 1 " in caplog.text
 
 
 def test_colour_jitter_is_opt_in_and_train_only(root):
-    assert _ds(root, split="val", color_jitter=True).color_jitter is None
+    assert _ds(root, split="val", color_jitter=True).augment is None
     ds = _ds(root, split="train", train=True, color_jitter=True)
     s = ds[0]
     assert s["image"].shape == (3, S, S) and (s["image"][:, 48:] == 0).all()
+
+
+@pytest.mark.parametrize("mode", ["I;16", "L"])
+def test_16_bit_and_grayscale_images_are_read_as_the_folder_reader_reads_them(root, tmp_path, mode):
+    from PIL import Image
+
+    from data_modules.datasets.folder import FolderDataset
+
+    copy = tmp_path / "refcoco"
+    shutil.copytree(root, copy)
+    inst = json.loads((copy / "shapes" / "instances.json").read_text())
+    ref = _refs(root, "val")[0]
+    info = next(i for i in inst["images"] if i["id"] == ref["image_id"])
+    info["file_name"] = info["file_name"].replace(".jpg", ".png")
+    (copy / "shapes" / "instances.json").write_text(json.dumps(inst))
+    gray = np.tile(np.linspace(10, 200, 160).astype(np.uint8), (120, 1))
+    pixels = gray.astype(np.uint16) * 257 if mode == "I;16" else gray  # 16-bit: the same grey levels scaled up
+    image_file = copy / "images" / "train2014" / info["file_name"]
+    Image.fromarray(pixels).save(image_file)
+    assert Image.open(image_file).mode == mode
+
+    folder = tmp_path / "folder" / "train"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    shutil.copy(image_file, folder / "images" / "x.png")
+    Image.fromarray(np.full((120, 160), 255, np.uint8)).save(folder / "masks" / "x.png")
+
+    refcoco = _ds(copy, split="val")
+    by_folder = FolderDataset(tmp_path / "folder", "train", SampleOptions(image_size=S), False)[0]["image"]
+    by_refcoco = refcoco[0]["image"]
+    assert torch.equal(by_refcoco, by_folder)
+    assert abs(by_refcoco[:, :48].float().mean().item() - float(gray.mean())) < 2  # not turned nearly white
+    if mode == "I;16":
+        assert refcoco.report.counts["16-bit image scaled to 8-bit RGB"] == 1
+
+
+def test_eval_prompts_are_seeded_by_sample_id_and_content_hw_is_the_letterboxed_image(root):
+    ds, numbered_differently = _ds(root, split="val", num_points=3), _ds(root, split="val", num_points=3)
+    numbered_differently.targets.reverse()
+    by_id = {s["sample_id"]: s for s in (numbered_differently[i] for i in range(len(ds)))}
+    for i in range(len(ds)):
+        s = ds[i]
+        assert torch.equal(s["points"], by_id[s["sample_id"]]["points"])
+        assert s["content_hw"].tolist() == [48, 64] and s["content_hw"].dtype == torch.long

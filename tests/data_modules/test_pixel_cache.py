@@ -11,6 +11,7 @@ from PIL import Image
 import data_modules.pipeline.images as images_module
 from data_modules import Ade20kDataModule, FolderDataModule
 from data_modules.datasets.refcoco import RefCocoDataset
+from data_modules.pipeline.binary import SampleOptions
 from data_modules.pipeline.pixel_cache import HEADER_BYTES, MAGIC, PixelCache
 from data_modules.synthetic.layouts import write_ade20k, write_folder
 from data_modules.synthetic.referring import write_synthetic_refcoco
@@ -144,8 +145,9 @@ def test_ignore_maps_of_semantic_datasets_are_cached(tmp_path):
 
 def test_refcoco_cached_equals_decoded(tmp_path):
     root = write_synthetic_refcoco(tmp_path / "refcoco", num_train=6, num_eval=2, seed=0)
-    plain, cached = (RefCocoDataset(root, dataset="shapes", image_size=S, train=True, hflip=True, num_points=2,
-                                    box_jitter=0.1, pixel_cache_dir=c) for c in (None, str(tmp_path / "cache")))
+    plain, cached = (RefCocoDataset(root, "shapes", "unc", "train", None, SampleOptions(
+        image_size=S, hflip=True, num_points=2, box_jitter=0.1, pixel_cache_dir=c), train=True)
+        for c in (None, str(tmp_path / "cache")))
     flips = set()
     for _ in range(2):
         for idx in range(len(plain)):
