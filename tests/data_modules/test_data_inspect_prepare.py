@@ -80,7 +80,10 @@ def test_prepare_refcoco_writes_json_once_and_refuses_unsafe_pickles(tmp_path, c
 
 
 def test_data_loading_bench_reports_rates_and_ratio():
-    result = data_loading_bench(num_images=4, size=64, workers=(0,))
-    row = result["workers"]["0"]
-    assert result["decode_only_per_s"] > 0 and row["samples_per_s"] > 0
-    assert row["ratio_to_decode"] == pytest.approx(row["per_worker"] / result["decode_only_per_s"])
+    result = data_loading_bench(num_images=4, size=64, workers=(0,), rounds=1)
+    for figures in (result, result["refcoco"]):  # the folder layout, then the RefCOCO layout
+        row = figures["workers"]["0"]
+        assert figures["decode_only_per_s"] > 0 and row["samples_per_s"] > 0
+        assert row["ratio_to_decode"] == pytest.approx(row["per_worker"] / figures["decode_only_per_s"])
+        assert figures["cached"]["0"]["later_epochs"]["samples_per_s"] > 0
+    assert result["refcoco"]["samples"] > result["refcoco"]["images"] == 4  # several referents per image
