@@ -1,6 +1,7 @@
 """SamAdaptModel: a frozen SAM, a frozen text encoder and one method's trainable parts, as one nn.Module."""
 
-from typing import Literal
+import inspect
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -33,16 +34,22 @@ def parse_prompt_kinds(combo: str) -> PromptKinds:
     return kinds
 
 
+def model_defaults() -> dict[str, Any]:
+    """SamAdaptModel's arguments and their defaults."""
+    return {name: p.default for name, p in inspect.signature(SamAdaptModel).parameters.items()}
+
+
 class SamAdaptModel(nn.Module):
     def __init__(
         self,
-        sam_variant: str,
-        sam_checkpoint: str | None,
-        image_size: int | None,
-        method: str,
-        method_options: dict | None = None,
+        *,
+        method: str = "decoder_only",
+        method_options: dict[str, Any] | None = None,
+        sam_variant: str = "vit_b",
+        sam_checkpoint: str | None = None,
+        image_size: int | None = None,
         text_encoder: str | None = None,
-        text_options: dict | None = None,
+        text_options: dict[str, Any] | None = None,
         train_image_encoder: bool = False,
         train_text_encoder: bool = False,
         embedding_cache_mb: float = 0.0,
@@ -52,6 +59,25 @@ class SamAdaptModel(nn.Module):
         activation_checkpointing: bool | Literal["full", "selective"] = False,
         compile: bool = False,
     ) -> None:
+        """
+        Args:
+            method: a name from samadapt.methods.METHODS; `method_options` are its constructor arguments.
+            sam_variant / sam_checkpoint / image_size: the frozen SAM (official-format checkpoint file).
+            text_encoder: "bert", "clip" or None; `text_options` go to its constructor.
+            train_image_encoder / train_text_encoder: also fine-tune SAM's image encoder / the text encoder.
+            embedding_cache_mb: reuse image embeddings (at most this many MB) when the method leaves the image
+                encoder frozen and unconditioned; samples with random pixels (colour jitter) are never cached.
+            embedding_cache_dir / embedding_cache_disk_mb: also keep them on disk (at most this many MB), where
+                later runs with the same SAM weights find them.
+            fused_attention: SAM's encoder attention through scaled_dot_product_attention (same weights, same
+                outputs up to float rounding, faster); false runs the official code.
+            activation_checkpointing: recompute each encoder block in backward instead of keeping its
+                activations (less memory, more time; matters only when gradients flow through the encoder).
+                true or "full": keep only each block's input; "selective": also keep its qkv projection and
+                attention output, recompute the MLP and the elementwise work (most of the memory saving for
+                a third of the extra time).
+            compile: torch.compile the image encoder (needs a C++ compiler on the CPU; the first steps are slow).
+        """
         super().__init__()
         # fused attention: the same weights and names, attention through SDPA (see sam/fused_attention.py)
         self.sam = build_sam(sam_variant, sam_checkpoint, image_size, frozen=True, fused_attention=fused_attention)
@@ -61,9 +87,7 @@ class SamAdaptModel(nn.Module):
             raise SamAdaptError(f"method {method!r} reads text: set model.text_encoder (bert or clip)")
         if train_text_encoder and self.text_encoder is None:
             raise SamAdaptError("train_text_encoder needs a text encoder: set model.text_encoder")
-        self.method.text_pooled_dim = self.text_encoder.pooled_dim if self.text_encoder else None
-        self.method.bind_text_encoder(self.text_encoder)
-        self.method.attach(self.sam, self.text_encoder.dim if self.text_encoder else None)
+        self.method.attach(self.sam, self.text_encoder)
         if activation_checkpointing:  # after attach: the method's wrapped blocks are what gets checkpointed
             mode = "full" if activation_checkpointing is True else activation_checkpointing
             checkpoint_encoder_blocks(self.sam.image_encoder, mode)
@@ -116,8 +140,18 @@ class SamAdaptModel(nn.Module):
         """Letterboxed uint8 frames -> float 0..255 with the padding at SAM's pixel mean (0 once normalised)."""
         return fill_padding(images.float(), content_hw, self.sam.pixel_mean)
 
-    def forward(self, batch: dict, prompt_kinds: list[PromptKinds]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Low-res mask logits (B,1,4h,4w) and predicted IoU (B,1); sample i is prompted with prompt_kinds[i]."""
+    def forward(self, batch: dict, prompt_kinds: list[PromptKinds], auxiliary_losses: bool = False):
+        """Low-res mask logits (B,1,4h,4w) and predicted IoU (B,1); sample i is prompted with prompt_kinds[i].
+
+        With `auxiliary_losses` (training) a third item: the method's extra loss terms of this forward.
+        """
+        with self.method.forward_context(image_keys=batch.get("image_key")):
+            low_res, iou = self._segment(batch, prompt_kinds)
+            if not auxiliary_losses:
+                return low_res, iou
+            return low_res, iou, self.method.auxiliary_losses(self.sam, batch, low_res)
+
+    def _segment(self, batch: dict, prompt_kinds: list[PromptKinds]) -> tuple[torch.Tensor, torch.Tensor]:
         images = self.prepare_images(batch["image"], content_sizes(batch, self.image_size))
         with_text = torch.tensor(["text" in kinds for kinds in prompt_kinds])
         check_prompts(batch, self.image_size, prompt_kinds)
@@ -130,8 +164,6 @@ class SamAdaptModel(nn.Module):
                     batch["image_key"], images, lambda images: self.method.encode(self.sam, images, None)
                 )
         else:
-            # which images may reuse per-image features (CLIP's); read during encode, cleared after it
-            self.method.context["image_keys"] = batch.get("image_key")
             embeddings = self.method.encode(self.sam, images, text)
         return self.decode_prompts(embeddings, batch, text, prompt_kinds)
 
@@ -140,7 +172,6 @@ class SamAdaptModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode sample i's prompts (prompt_kinds[i] of the batch's points, box and text) on embeddings[i]."""
         logits, ious = [], []
-        self.method.context.clear()  # what the decoding below records (e.g. for auxiliary losses) starts empty
         for i, kinds in enumerate(prompt_kinds):
             sparse, dense = embed_prompts(
                 self.sam,
@@ -152,7 +183,7 @@ class SamAdaptModel(nn.Module):
             if text is not None and "text" in kinds:
                 keep = text.mask[i]
                 sample_text = TextFeatures(text.tokens[i : i + 1, keep], keep[keep][None], text.pooled[i : i + 1])
-            sparse, dense = self.method.prompt_embeddings(sparse, dense, sample_text, embeddings[i : i + 1])
+            sparse, dense = self.method.prompt_embeddings(self.sam, sparse, dense, sample_text, embeddings[i : i + 1])
             low_res, iou = decode(self.sam, embeddings[i : i + 1], sparse, dense, multimask_output=False)
             logits.append(low_res)
             ious.append(iou)

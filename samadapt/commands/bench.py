@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -134,22 +135,21 @@ def method_forward_overheads(size: int, device: torch.device, repeats: int, num_
                 results[label] = {"ratio": 1.0, "note": "encoder untouched: frozen SAM's forward",
                                   **(goal(1.0, target, False) if target else {})}
                 continue
-            encoder = clips[CLIP_METHODS[name]] if name in CLIP_METHODS else None
-            width, pooled = (encoder.dim, encoder.pooled_dim) if encoder else (768, 768)
+            # what attach reads of the text encoder: the paper's CLIP, or BERT-base's widths alone
+            encoder = clips[CLIP_METHODS[name]] if name in CLIP_METHODS else SimpleNamespace(dim=768, pooled_dim=768)
+            width, pooled = encoder.dim, encoder.pooled_dim
             text = TextFeatures(torch.randn(1, num_tokens, width, device=device),
                                 torch.ones(1, num_tokens, dtype=torch.bool, device=device),
                                 torch.randn(1, pooled, device=device))
-            method.text_pooled_dim = pooled
-            method.bind_text_encoder(encoder)
             sam = copy.deepcopy(frozen)
-            method.attach(sam, width)
+            method.attach(sam, encoder)
             sam.to(device)
             method.to(device)
             contenders = {"frozen": lambda: encode_images(frozen, images),
                           "method": lambda m=method, s=sam, x=text: m.encode(s, images, x)}
             if hasattr(method, "clip_vision"):  # CLIP's image features too: given (cached), like the text, and not
                 def with_cached_clip(m=method, s=sam, x=text):
-                    m.context["image_keys"] = ["bench-image"]  # the CLIP cache holds it after the warm-up call
+                    m.context.image_keys = ["bench-image"]  # the CLIP cache holds it after the warm-up call
                     return m.encode(s, images, x)
 
                 contenders["cached"] = with_cached_clip

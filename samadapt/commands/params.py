@@ -9,7 +9,6 @@ BertConfig defaults, which are that model's configuration. Any other text encode
 """
 
 import argparse
-import inspect
 import json
 import re
 from contextlib import contextmanager
@@ -44,10 +43,9 @@ def part_of(name: str) -> str:
 
 def read_model_section(configs: list[Path]) -> dict:
     """The `model:` settings the configs give, later files replacing earlier keys, over the module's defaults."""
-    from samadapt.training.module import SamAdaptModule
+    from samadapt.model import model_defaults
 
-    defaults = {k: p.default for k, p in inspect.signature(SamAdaptModule.__init__).parameters.items()
-                if k in MODEL_KEYS}
+    defaults = {k: v for k, v in model_defaults().items() if k in MODEL_KEYS}
     merged = dict(defaults)
     for path in configs:
         if not path.is_file():

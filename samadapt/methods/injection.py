@@ -6,7 +6,8 @@ frozen original block inside it and reuses its norms, qkv/proj and MLP weights, 
 - extra tokens joined to the block's token sequence (deep instruction tuning): `extra(context, x) ->
   (tokens (B,T,C), mask (B,T) bool or None)`, attended together with the image tokens through the block's own
   frozen qkv/proj, globally or window by window.
-Per-image inputs (text features, CLIP features) reach wrappers through a shared plain dict, `context`.
+Per-image inputs (text features, CLIP features) reach wrappers through the method's `ForwardContext`.
+The wrappers live in SAM (and are saved there); a method finds them again with `wrapped_blocks`.
 """
 
 from collections.abc import Callable
@@ -21,10 +22,8 @@ from segment_anything.modeling.image_encoder import (
 )
 from torch import nn
 
+from samadapt.methods.base import ForwardContext
 from samadapt.sam.fused_attention import FusedAttention
-
-Branch = Callable[[torch.Tensor, dict], torch.Tensor]
-ExtraTokens = Callable[[dict, torch.Tensor], tuple[torch.Tensor, torch.Tensor | None] | None]
 
 
 def replace_submodule(root: nn.Module, name: str, new: nn.Module) -> nn.Module:
@@ -110,13 +109,13 @@ def block_attention(
 class BlockWrapper(nn.Module):
     """A frozen SAM `Block` plus a method's additions. With none of them it computes exactly what Block does.
 
-    The extra tokens' outputs of this block are left in `context["extra_out"]` for the next block to read.
+    The extra tokens' outputs of this block are left in `context.extra_out` for the next block to read.
     """
 
     def __init__(
         self,
         block: Block,
-        context: dict,
+        context: ForwardContext,
         attn_branch: nn.Module | None = None,
         mlp_branch: nn.Module | None = None,
         extra_tokens: nn.Module | None = None,
@@ -124,7 +123,7 @@ class BlockWrapper(nn.Module):
     ) -> None:
         super().__init__()
         self.block = block
-        self.context = context  # plain dict shared with the method; never part of the state dict
+        self.context = context  # the method's, a plain object: never part of the state dict
         self.attn_branch = attn_branch
         self.mlp_branch = mlp_branch
         self.extra_tokens = extra_tokens
@@ -145,5 +144,20 @@ class BlockWrapper(nn.Module):
             mlp_out = mlp_out + self.mlp_branch(y, self.context)
         if tokens is not None:
             tokens = tokens + extra_attn
-            self.context["extra_out"] = tokens + blk.mlp(blk.norm2(tokens))
+            self.context.extra_out = tokens + blk.mlp(blk.norm2(tokens))
         return y + mlp_out
+
+
+def wrapped_blocks(encoder: nn.Module) -> dict[int, BlockWrapper]:
+    """The encoder's blocks a method wrapped, by index."""
+    return {i: block for i, block in enumerate(encoder.blocks) if isinstance(block, BlockWrapper)}
+
+
+def wrapper_additions(sam: nn.Module) -> dict[str, nn.Module]:
+    """What methods added inside SAM's encoder blocks (branches, extra tokens), by name relative to the model."""
+    parts = {}
+    for i, wrapper in wrapped_blocks(sam.image_encoder).items():
+        for name in ("attn_branch", "mlp_branch", "extra_tokens"):
+            if getattr(wrapper, name) is not None:
+                parts[f"sam.image_encoder.blocks.{i}.{name}"] = getattr(wrapper, name)
+    return parts

@@ -69,6 +69,16 @@ class CLIPVisionEncoder(nn.Module):
         return self.cache.encode(keys, images, self._encode)
 
 
+def vision_tower_of(text_encoder: nn.Module | None, method: str, cache_mb: float) -> CLIPVisionEncoder:
+    """The vision tower of the model's CLIP text encoder (same weights), or a clear error naming the setting."""
+    from samadapt.text.clip import CLIPTextEncoder
+
+    if not isinstance(text_encoder, CLIPTextEncoder):
+        raise SamAdaptError(f"method {method} reads CLIP text and image features: set model.text_encoder: clip "
+                            "(text_options: model_name and pretrained, the same CLIP for both towers)")
+    return CLIPVisionEncoder(**text_encoder.spec, cache_mb=cache_mb)
+
+
 def similarity_map(patches: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
     """Cosine similarity of every patch (B,h,w,E) with its image's text embedding (B,E) -> (B,h,w)."""
     return torch.einsum("bhwe,be->bhw", F.normalize(patches, dim=-1), F.normalize(text, dim=-1))

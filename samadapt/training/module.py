@@ -1,11 +1,10 @@
 """SamAdaptModule: the one LightningModule for every method (shared step, losses, metrics, logging)."""
 
 import logging
-import math
 import random
 import time
 from contextlib import ExitStack
-from typing import Any, Literal
+from typing import Literal
 
 import lightning as L
 import torch
@@ -22,10 +21,11 @@ from samadapt.evaluation.protocol import (
     probability_threshold,
     write_report,
 )
-from samadapt.model import SamAdaptModel, parse_prompt_kinds
+from samadapt.model import SamAdaptModel, model_defaults, parse_prompt_kinds
 from samadapt.training.ema import EMA
 from samadapt.training.losses import SegmentationLoss
-from samadapt.training.scale import LrScaling, global_batch_accumulation, scaled_lr, shard_for_full_finetune
+from samadapt.training.optim import LrScaling, configure_optimization, global_batch_accumulation
+from samadapt.training.scale import shard_for_full_finetune
 
 log = logging.getLogger(__name__)
 
@@ -47,21 +47,7 @@ def warn_unseen_eval_prompts(train_prompts: dict[str, float], eval_names: list[s
 class SamAdaptModule(L.LightningModule):
     def __init__(
         self,
-        method: str = "decoder_only",
-        method_options: dict[str, Any] | None = None,
-        sam_variant: str = "vit_b",
-        sam_checkpoint: str | None = None,
-        image_size: int | None = None,
-        text_encoder: str | None = None,
-        text_options: dict[str, Any] | None = None,
-        train_image_encoder: bool = False,
-        train_text_encoder: bool = False,
-        embedding_cache_mb: float = 0.0,
-        embedding_cache_dir: str | None = None,
-        embedding_cache_disk_mb: float = 10240.0,
-        fused_attention: bool = True,
-        activation_checkpointing: bool | Literal["full", "selective"] = False,
-        compile: bool = False,
+        *,
         train_prompts: dict[str, float] | None = None,
         eval_prompts: str | list[str] = "text",
         loss_weights: dict[str, float] | None = None,
@@ -81,25 +67,10 @@ class SamAdaptModule(L.LightningModule):
         lr_reference_batch: int | None = None,
         metrics: Literal["auto", "referring", "sod", "semantic"] = "auto",
         eval_resolution: Literal["auto", "original", "model"] = "auto",
+        **model_args,
     ) -> None:
         """
         Args:
-            method: a name from samadapt.methods.METHODS; `method_options` are its constructor arguments.
-            sam_variant / sam_checkpoint / image_size: the frozen SAM (official-format checkpoint file).
-            text_encoder: "bert", "clip" or None; `text_options` go to its constructor.
-            train_image_encoder / train_text_encoder: also fine-tune SAM's image encoder / the text encoder.
-            embedding_cache_mb: reuse image embeddings (at most this many MB) when the method leaves the image
-                encoder frozen and unconditioned; samples with random pixels (colour jitter) are never cached.
-            embedding_cache_dir / embedding_cache_disk_mb: also keep them on disk (at most this many MB), where
-                later runs with the same SAM weights find them.
-            fused_attention: SAM's encoder attention through scaled_dot_product_attention (same weights, same
-                outputs up to float rounding, faster); false runs the official code.
-            activation_checkpointing: recompute each encoder block in backward instead of keeping its
-                activations (less memory, more time; matters only when gradients flow through the encoder).
-                true or "full": keep only each block's input; "selective": also keep its qkv projection and
-                attention output, recompute the MLP and the elementwise work (most of the memory saving for
-                a third of the extra time).
-            compile: torch.compile the image encoder (needs a C++ compiler on the CPU; the first steps are slow).
             train_prompts: prompt mix for training, {"text": 1.0} or {"points": 0.3, "box": 0.3, "text": 0.4};
                 every sample draws one combination with these weights.
             eval_prompts: the combination used in validation and test, or a list of them: each is evaluated
@@ -122,14 +93,13 @@ class SamAdaptModule(L.LightningModule):
             eval_resolution: "original" (predictions resized back to each image's size, compared with the
                 original target, as published evaluations do), "model" (letterboxed frame, fast) or "auto"
                 (model for validation while fitting, original for test / validate / predict).
+            model_args: SamAdaptModel's arguments (samadapt/model.py): the method, SAM and text encoder.
         """
         super().__init__()
+        self.model = SamAdaptModel(**model_args)  # the CLI finds SamAdaptModel's options (and help) through this call
         self.save_hyperparameters()
-        self.model = SamAdaptModel(
-            sam_variant, sam_checkpoint, image_size, method, method_options, text_encoder, text_options,
-            train_image_encoder, train_text_encoder, embedding_cache_mb, embedding_cache_dir, embedding_cache_disk_mb,
-            fused_attention, activation_checkpointing, compile,
-        )
+        # Record the model's defaults as well: a checkpoint rebuilds the model from its hparams alone.
+        self.save_hyperparameters({**model_defaults(), **self.hparams})
         names = [eval_prompts] if isinstance(eval_prompts, str) else list(eval_prompts)
         if not names:
             raise SamAdaptError("eval_prompts is empty; give at least one prompt combination, e.g. text")
@@ -195,18 +165,6 @@ class SamAdaptModule(L.LightningModule):
         if self.device_mesh is not None:  # Lightning's ModelParallelStrategy: FSDP2 for full fine-tuning
             shard_for_full_finetune(self.model, self.device_mesh["data_parallel"])
 
-    def effective_lr(self) -> float:
-        hp = self.hparams
-        if hp.lr_scaling == "none":
-            return hp.lr
-        if not hp.lr_reference_batch:
-            raise SamAdaptError(f"lr_scaling={hp.lr_scaling} needs model.lr_reference_batch, the global batch at "
-                                f"which lr={hp.lr} was tuned (e.g. 64 for the DIT recipes)")
-        trainer = self.trainer
-        global_batch = (trainer.datamodule.batch_size * trainer.num_devices * trainer.num_nodes
-                        * trainer.accumulate_grad_batches)
-        return scaled_lr(hp.lr, global_batch, hp.lr_reference_batch, hp.lr_scaling)
-
     def on_fit_start(self) -> None:
         counts = self.parameter_counts()
         assert counts["trainable_params"] == self.model.trainable_count, (counts, self.model.trainable)
@@ -253,9 +211,9 @@ class SamAdaptModule(L.LightningModule):
 
     def step_loss(self, batch: dict, prompt_kinds: list[frozenset[str]]) -> tuple[torch.Tensor, dict]:
         """Total loss and its parts for one batch, sample i prompted with prompt_kinds[i]."""
-        low_res, iou_pred = self.model(batch, prompt_kinds)
+        low_res, iou_pred, auxiliary = self.model(batch, prompt_kinds, auxiliary_losses=True)
         loss, parts = self.loss(self.model.upsample(low_res), batch["mask"].float(), iou_pred)  # uint8 {0, 1}
-        for name, value in self.model.method.auxiliary_losses(batch, low_res).items():
+        for name, value in auxiliary.items():
             loss = loss + self.auxiliary_weights[name] * value
             parts[name] = value.detach()
         return loss, parts
@@ -377,22 +335,8 @@ class SamAdaptModule(L.LightningModule):
             raise SamAdaptError(f"method {self.hparams.method!r} trains nothing: evaluate it with "
                                 "`samadapt validate` or `samadapt test` (no fit, no checkpoint needed)")
         hp = self.hparams
-        optimizer_class = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
-        optimizer = optimizer_class(params, lr=self.effective_lr(), betas=tuple(hp.betas), weight_decay=hp.weight_decay)
-        if hp.scheduler == "none" and not hp.warmup_steps and not hp.warmup_epochs:
-            return optimizer
-        total = max(1, self.trainer.estimated_stepping_batches)
-        warmup = hp.warmup_steps
-        if hp.warmup_epochs:
-            epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
-            warmup = int(hp.warmup_epochs * total / epochs)
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            if hp.scheduler == "cosine":
-                return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
-            return 1.0
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return configure_optimization(  # the trainer is read only to scale lr or to lay out a schedule
+            params, self._trainer, optimizer=hp.optimizer, lr=hp.lr, betas=hp.betas, weight_decay=hp.weight_decay,
+            scheduler=hp.scheduler, warmup_steps=hp.warmup_steps, warmup_epochs=hp.warmup_epochs,
+            lr_scaling=hp.lr_scaling, lr_reference_batch=hp.lr_reference_batch,
+        )

@@ -1,52 +1,11 @@
-"""Keeping a recipe's global batch on any number of devices and nodes, and sharding for full fine-tuning.
+"""Sharding for full fine-tuning: FSDP2 over SAM's encoder blocks, the text encoder and the whole model.
 
-global batch = batch per device x devices x nodes x gradient-accumulation steps. A recipe states its global
-batch (DIT: 64); `global_batch_accumulation` finds the accumulation that keeps it on the hardware at hand, or
-says which setting to change. Learning-rate scaling is explicit: off unless asked for.
+A recipe's global batch on any hardware, and lr scaling, are set with the optimizer (training/optim.py).
 """
-
-import math
-from typing import Literal
 
 from lightning.pytorch.strategies import ModelParallelStrategy
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
-
-from samadapt.errors import SamAdaptError
-
-LrScaling = Literal["none", "linear", "sqrt"]
-
-
-def global_batch_accumulation(global_batch: int, batch_per_device: int, devices: int, nodes: int,
-                              configured_accumulation: int = 1) -> int:
-    """Gradient-accumulation steps so that batch_per_device x devices x nodes x steps == global_batch."""
-    per_step = batch_per_device * devices * nodes
-    processes = devices * nodes
-    if global_batch <= 0 or global_batch % per_step:
-        if global_batch <= 0 or global_batch % processes:
-            hint = f"it must be a multiple of devices x nodes = {processes}; use a device count that divides it"
-        else:
-            fitting = max(b for b in range(1, batch_per_device + 1) if global_batch % (b * processes) == 0)
-            hint = f"set data.init_args.batch_size to {fitting}"
-        raise SamAdaptError(
-            f"global batch {global_batch} cannot be met: batch_size {batch_per_device} x {devices} device(s) x "
-            f"{nodes} node(s) = {per_step} per step does not divide it; {hint}, or change model.global_batch_size"
-        )
-    steps = global_batch // per_step
-    if configured_accumulation not in (1, steps):
-        raise SamAdaptError(
-            f"trainer.accumulate_grad_batches={configured_accumulation} contradicts model.global_batch_size="
-            f"{global_batch} ({steps} steps of {per_step} needed); remove accumulate_grad_batches, samadapt sets it"
-        )
-    return steps
-
-
-def scaled_lr(lr: float, global_batch: int, reference_batch: int, rule: LrScaling) -> float:
-    """The recipe's lr (tuned at `reference_batch`) for `global_batch`: unchanged, linear or square-root rule."""
-    if rule == "none" or global_batch == reference_batch:
-        return lr
-    ratio = global_batch / reference_batch
-    return lr * (ratio if rule == "linear" else math.sqrt(ratio))
 
 
 def shard_for_full_finetune(model: nn.Module, mesh) -> None:

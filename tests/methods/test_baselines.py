@@ -5,7 +5,7 @@ import torch
 
 from samadapt.cli import main
 from samadapt.errors import SamAdaptError
-from samadapt.methods.clip_points.method import content_extent, peak_points
+from samadapt.methods.clip_points import content_extent, peak_points
 from samadapt.training.module import SamAdaptModule
 from tests.commands.test_cli import configs, tiny_overrides
 from tests.conftest import TEST_SIZE
@@ -71,9 +71,9 @@ def test_clip_points_is_frozen_sam_prompted_at_the_clip_peaks(tiny_sam_checkpoin
     placed = []
     original = module.model.method.prompt_embeddings
 
-    def spy(sparse, dense, text, image_embedding):
-        placed.append(module.model.method._pending[0])
-        return original(sparse, dense, text, image_embedding)
+    def spy(sam, sparse, dense, text, image_embedding):
+        placed.append(module.model.method.context.points[0])
+        return original(sam, sparse, dense, text, image_embedding)
 
     module.model.method.prompt_embeddings = spy
     with torch.no_grad():

@@ -4,12 +4,18 @@ import pytest
 import torch
 
 from samadapt.errors import SamAdaptError
+from samadapt.methods.injection import wrapped_blocks
 from samadapt.sam import build_sam
 from samadapt.training.module import SamAdaptModule
 from tests.conftest import TEST_SIZE
-from tests.training.test_module import assert_text_stays_with_its_samples, tiny_batch
+from tests.training.test_module import assert_text_stays_with_its_samples, tiny_batch, unpadded
 
 TEXT, POINTS_TEXT, BOX_TEXT = frozenset({"text"}), frozenset({"points", "text"}), frozenset({"box", "text"})
+
+
+def wrappers(module):
+    """The encoder blocks the method wrapped, in order."""
+    return list(wrapped_blocks(module.model.sam.image_encoder).values())
 
 
 def clip_guided(checkpoint, clip, **options):
@@ -24,7 +30,7 @@ def official_low_res(checkpoint, batch, kinds):
     sam = build_sam("tiny", checkpoint, TEST_SIZE)
     inputs = []
     for i in range(len(batch["text"])):
-        item = {"image": batch["image"][i], "original_size": (TEST_SIZE, TEST_SIZE)}
+        item = {"image": unpadded(batch, i), "original_size": (TEST_SIZE, TEST_SIZE)}
         if "points" in kinds:
             keep = batch["point_labels"][i] != -1
             item["point_coords"] = batch["points"][i][keep][None]
@@ -42,20 +48,20 @@ def test_at_init_equals_official_frozen_sam(tiny_sam_checkpoint, tiny_clip, shap
     with torch.no_grad():
         ours, _ = module.model(batch, [kinds] * len(batch["text"]))
         # the adapters really are in every block and really see CLIP features: only their zero start hides them
-        assert all(w.mlp_branch is not None and w.attn_branch is not None for w in module.model.method.blocks)
+        assert all(w.mlp_branch is not None and w.attn_branch is not None for w in wrappers(module))
     assert torch.allclose(ours, official_low_res(tiny_sam_checkpoint, batch, kinds), atol=1e-5)
 
 
 def perturb(module):
     with torch.no_grad():
-        for wrapper in module.model.method.blocks:
+        for wrapper in wrappers(module):
             wrapper.mlp_branch.bottleneck.up.weight.normal_(std=0.5)
 
 
 @pytest.mark.parametrize("features", [["text"], ["text", "vision"], ["text", "vision", "similarity"]])
 def test_feature_ablation_sets_what_feeds_the_adapters(tiny_sam_checkpoint, tiny_clip, features):
     module = clip_guided(tiny_sam_checkpoint, tiny_clip, features=features).eval()
-    adapter = module.model.method.blocks[0].mlp_branch
+    adapter = wrappers(module)[0].mlp_branch
     assert list(adapter.proj) == features
     perturb(module)
     images = torch.rand(2, 3, TEST_SIZE, TEST_SIZE) * 255
@@ -75,8 +81,9 @@ def test_clip_features_are_unit_patches_and_their_cosine_on_clips_grid(tiny_sam_
     images = torch.rand(1, 3, TEST_SIZE, TEST_SIZE) * 255
     text = module.model.text_encoder(["red circle"])
     features = {}
-    original = method.blocks[0].mlp_branch.forward
-    method.blocks[0].mlp_branch.forward = lambda x, ctx: features.setdefault("clip", ctx["clip"]) and original(x, ctx)
+    branch = wrappers(module)[0].mlp_branch
+    original = branch.forward
+    branch.forward = lambda x, ctx: features.setdefault("clip", ctx.clip) and original(x, ctx)
     with torch.no_grad():
         method.encode(module.model.sam, images, text)
         other = method.clip_vision(images.flip(-1))
@@ -90,6 +97,7 @@ def test_clip_features_are_unit_patches_and_their_cosine_on_clips_grid(tiny_sam_
 
 def test_adapter_projects_on_clips_grid_exactly_as_on_sams():
     """Projecting a spatial feature and then resampling it equals resampling and then projecting (to 1e-5)."""
+    from samadapt.methods.base import ForwardContext
     from samadapt.methods.clip_guided.layers import SemanticAdapter
     from samadapt.text.clip_vision import resample_to_grid
 
@@ -99,7 +107,7 @@ def test_adapter_projects_on_clips_grid_exactly_as_on_sams():
     x = torch.randn(2, 8, 8, 32)
     clip = {"text": torch.randn(2, 16), "vision": torch.randn(2, 3, 3, 16), "similarity": torch.randn(2, 3, 3, 1)}
     with torch.no_grad():
-        ours = adapter(x, {"clip": clip})
+        ours = adapter(x, ForwardContext(clip=clip))
         bottleneck = adapter.bottleneck
         hidden = bottleneck.down(x) + adapter.proj["text"](clip["text"])[:, None, None]
         for name in ("vision", "similarity"):
@@ -119,7 +127,7 @@ def test_trains_adapters_and_decoder_only(tiny_sam_checkpoint, tiny_clip, shapes
     loss.backward()
     for name, p in module.named_parameters():
         assert (p.grad is not None) == p.requires_grad, name
-    proj = module.model.method.blocks[0].mlp_branch.proj
+    proj = wrappers(module)[0].mlp_branch.proj
     assert all(layer.weight.grad.abs().sum() > 0 for layer in proj.values())
 
 
@@ -182,5 +190,5 @@ def test_feature_ablation_from_the_experiment_file_and_shell(features, tiny_sam_
     cli = SamAdaptCLI(args=[*configs("coco_1_512/clip_guided_textonly"), *tiny,
                             f"--model.method_options.features={features}", "--trainer.logger=false"], run=False)
     method = cli.model.model.method
-    assert list(method.blocks[0].mlp_branch.proj) == features.strip("[]").split(",")
+    assert list(wrappers(cli.model)[0].mlp_branch.proj) == features.strip("[]").split(",")
     assert method.position == "mlp" and cli.model.hparams.eval_prompts == "text"  # the rest from the YAML

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from samadapt.methods.injection import wrapped_blocks
 from samadapt.sam.loop import encode_images
 from samadapt.text import TextFeatures
 from samadapt.training.module import SamAdaptModule
@@ -11,6 +12,11 @@ from tests.training.test_module import assert_text_stays_with_its_samples, tiny_
 
 # 128 px: a 16x16 token grid, so the tiny SAM's 8x8 windows are really windows (at 64 px one covers all)
 SIZE = 128
+
+
+def wrappers(module):
+    """The encoder blocks the method wrapped, in order."""
+    return list(wrapped_blocks(module.model.sam.image_encoder).values())
 
 
 def dit(checkpoint, bert, size=SIZE, **options):
@@ -60,7 +66,7 @@ def test_global_attention_differs_from_frozen_sam_and_by_how_much(tiny_sam_check
 def test_padding_tokens_masked_or_not(tiny_sam_checkpoint, tiny_bert, mask_padding):
     module = dit(tiny_sam_checkpoint, tiny_bert, mask_padding=mask_padding, token_dropout=0.0).eval()
     with torch.no_grad():
-        for source in (w.extra_tokens for w in module.model.method.blocks):
+        for source in (w.extra_tokens for w in wrappers(module)):
             source.proj.weight.normal_(std=0.5)  # leave the zero start so text matters
         text = module.model.text_encoder(["red", "the big red circle on the left"])
         out = module.model.method.encode(module.model.sam, images(), text)
@@ -77,7 +83,7 @@ def test_every_projection_learns_and_sam_stays_frozen(tiny_sam_checkpoint, tiny_
     batch = tiny_batch(shapes_root, "train")
     loss, _ = module.step_loss(batch, [frozenset({"text"})] * len(batch["text"]))
     loss.backward()
-    blocks = module.model.method.blocks
+    blocks = wrappers(module)
     assert all(b.extra_tokens.proj.weight.grad is not None and b.extra_tokens.proj.weight.grad.abs().sum() > 0
                for b in blocks[:1])
     for name, p in module.named_parameters():
@@ -92,7 +98,7 @@ def test_every_projection_learns_and_sam_stays_frozen(tiny_sam_checkpoint, tiny_
 def test_max_tokens_truncates(tiny_sam_checkpoint, tiny_bert):
     module = dit(tiny_sam_checkpoint, tiny_bert, max_tokens=3)
     seen = {}
-    block = module.model.method.blocks[0]
+    block = wrappers(module)[0]
     original = block.extra_tokens.forward
     block.extra_tokens.forward = lambda ctx, x: seen.setdefault("t", original(ctx, x))
     with torch.no_grad():
@@ -104,7 +110,7 @@ def test_mixed_prompts_per_sample(tiny_sam_checkpoint, tiny_bert, shapes_root):
     """A sample prompted by points alone gets no text, even when its batch neighbours have text."""
     module = dit(tiny_sam_checkpoint, tiny_bert, size=TEST_SIZE, attention="windowed").eval()
     with torch.no_grad():
-        for source in (w.extra_tokens for w in module.model.method.blocks):
+        for source in (w.extra_tokens for w in wrappers(module)):
             source.proj.weight.normal_(std=0.5)
     batch = tiny_batch(shapes_root)
     assert_text_stays_with_its_samples(module, batch, frozenset({"points"}), frozenset({"points", "text"}))

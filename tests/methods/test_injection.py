@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from samadapt.methods.base import ForwardContext
 from samadapt.methods.injection import BlockWrapper, block_attention, wrap_encoder_blocks
 from samadapt.methods.layers import Bottleneck
 from samadapt.sam import build_sam
@@ -14,10 +15,10 @@ from tests.conftest import TEST_SIZE
 
 
 class ConstantTokens(nn.Module):
-    """Extra tokens from the context (as DIT's projected text would be)."""
+    """Extra tokens set on the test's context (as DIT's projected text would be)."""
 
     def forward(self, context, x):
-        return context.get("tokens"), context.get("mask")
+        return context.tokens, context.mask
 
 
 @pytest.fixture
@@ -32,7 +33,7 @@ def images():
 
 def wrapped_copy(sam, **wrapper_kwargs):
     model = copy.deepcopy(sam)
-    context = {}
+    context = ForwardContext()
     wrappers = wrap_encoder_blocks(
         model.image_encoder, lambda i, blk: BlockWrapper(blk, context, **{k: v() for k, v in wrapper_kwargs.items()})
     )
@@ -71,10 +72,10 @@ def test_masked_extra_tokens_change_nothing(sam):
     (in the windowed layout; the global layout changes SAM's windowed blocks by design)."""
     model, context, _ = wrapped_copy(sam, extra_tokens=ConstantTokens)
     dim = sam.image_encoder.blocks[0].attn.qkv.in_features
-    context.update(tokens=torch.randn(2, 5, dim), mask=torch.zeros(2, 5, dtype=torch.bool))
+    context.tokens, context.mask = torch.randn(2, 5, dim), torch.zeros(2, 5, dtype=torch.bool)
     x = images()
     assert torch.allclose(encode_images(model, x), encode_images(sam, x), atol=1e-5)
-    assert context["extra_out"].shape == (2, 5, dim)
+    assert context.extra_out.shape == (2, 5, dim)
 
 
 def test_extra_tokens_global_vs_windowed(sam):

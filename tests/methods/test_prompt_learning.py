@@ -69,15 +69,14 @@ def test_pmm_loss_reaches_the_prompt_module(tiny_sam_checkpoint, batch):
     method = m.model.method
     optimizer = torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.1)
     for _ in range(2):
-        aux = method.auxiliary_losses(batch, m.model(batch, POINTS)[0])
+        _, _, aux = m.model(batch, POINTS, auxiliary_losses=True)
         optimizer.zero_grad()
         aux["pmm"].backward()
         optimizer.step()
     assert method.pmm.offset.weight.grad.abs().sum() > 0
     assert method.plm.out.weight.grad.abs().sum() > 0
     m.eval()
-    m.model(batch, POINTS)
-    assert method.auxiliary_losses(batch, torch.zeros(4, 1, 16, 16)) == {}  # evaluation records nothing
+    assert m.model(batch, POINTS, auxiliary_losses=True)[2] == {}  # evaluation records nothing
 
 
 def test_auxiliary_weight_and_unknown_terms(tiny_sam_checkpoint):

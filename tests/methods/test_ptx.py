@@ -26,8 +26,10 @@ def build(method, options, checkpoint, clip):
     torch.manual_seed(0)
     uses_text = method == "sam_ptx"
     # SAM's own attention, so "step 0 equals frozen SAM" is exact (fused attention's parity: test_fused_attention)
-    return SamAdaptModel("tiny", checkpoint, TEST_SIZE, method, options, "clip" if uses_text else None,
-                         {"model_cfg": clip[0], "pretrained": clip[1]} if uses_text else None, fused_attention=False)
+    return SamAdaptModel(sam_variant="tiny", sam_checkpoint=checkpoint, image_size=TEST_SIZE, method=method,
+                         method_options=options, text_encoder="clip" if uses_text else None,
+                         text_options={"model_cfg": clip[0], "pretrained": clip[1]} if uses_text else None,
+                         fused_attention=False)
 
 
 def make_batch():
@@ -38,6 +40,7 @@ def make_batch():
         "point_labels": torch.ones(2, 5, dtype=torch.long),
         "box": torch.tensor([[4.0, 4, 40, 40], [10, 8, 60, 50]]),
         "text": TEXTS,
+        "content_hw": torch.tensor([[TEST_SIZE, TEST_SIZE]] * 2),  # random pixels over the whole frame: no padding
     }
 
 
@@ -149,7 +152,7 @@ def test_bad_options_are_one_clear_error(options, tiny_sam_checkpoint, tiny_clip
 
 def test_sam_ptx_without_text_encoder_is_clear(tiny_sam_checkpoint):
     with pytest.raises(SamAdaptError, match="text_encoder"):
-        SamAdaptModel("tiny", tiny_sam_checkpoint, TEST_SIZE, "sam_ptx", {})
+        SamAdaptModel(sam_variant="tiny", sam_checkpoint=tiny_sam_checkpoint, image_size=TEST_SIZE, method="sam_ptx")
 
 
 def test_text_gate_matches_no_text(tiny_sam_checkpoint, tiny_clip):

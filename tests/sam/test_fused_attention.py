@@ -117,6 +117,7 @@ def method_batch(size: int = 96) -> dict:
         "point_labels": torch.ones(2, 1, dtype=torch.long),
         "box": torch.tensor([[10.0, 10.0, 70.0, 80.0]] * 2),
         "text": ["the red circle on the left", "a square"],
+        "content_hw": torch.tensor([[size, size]] * 2),  # random pixels over the whole frame: no letterbox padding
     }
 
 

@@ -75,7 +75,8 @@ def test_cached_and_uncached_training_match_exactly(tiny_sam_checkpoint, shapes_
 CHILD = """
 import sys, torch
 from samadapt.model import SamAdaptModel
-model = SamAdaptModel("tiny", sys.argv[1], 64, "plm", embedding_cache_dir=sys.argv[2])
+model = SamAdaptModel(sam_variant="tiny", sam_checkpoint=sys.argv[1], image_size=64, method="plm",
+                      embedding_cache_dir=sys.argv[2])
 images = torch.load(sys.argv[3])
 with torch.no_grad():
     out = model.embedding_cache.encode(["a", "b"], images, lambda x: model.method.encode(model.sam, x, None))
@@ -92,7 +93,8 @@ def test_disk_cache_survives_a_new_process(tiny_sam_checkpoint, tmp_path):
                             str(tmp_path / "images.pt"), str(tmp_path / "out.pt")], capture_output=True, text=True,
                            env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
     assert child.returncode == 0, child.stderr
-    model = SamAdaptModel("tiny", tiny_sam_checkpoint, TEST_SIZE, "plm", embedding_cache_dir=str(tmp_path / "cache"))
+    model = SamAdaptModel(sam_variant="tiny", sam_checkpoint=tiny_sam_checkpoint, image_size=TEST_SIZE, method="plm",
+                          embedding_cache_dir=str(tmp_path / "cache"))
     cache = model.embedding_cache
 
     def must_not_encode(x):
@@ -102,7 +104,8 @@ def test_disk_cache_survives_a_new_process(tiny_sam_checkpoint, tmp_path):
         again = cache.encode(["a", "b"], images, must_not_encode)
         fresh = model.method.encode(model.sam, images, None)
     assert cache.hits == 2 and torch.equal(again, torch.load(tmp_path / "out.pt")) and torch.equal(again, fresh)
-    other = SamAdaptModel("tiny", None, TEST_SIZE, "plm", embedding_cache_dir=str(tmp_path / "cache"))
+    other = SamAdaptModel(sam_variant="tiny", image_size=TEST_SIZE, method="plm",
+                          embedding_cache_dir=str(tmp_path / "cache"))
     assert other.embedding_cache.get("a") is None  # another SAM's weights: another folder, never mixed up
 
 

@@ -5,6 +5,7 @@ import torch
 
 from data_modules import RefCocoDataModule
 from samadapt.errors import SamAdaptError
+from samadapt.sam.preprocess import content_sizes
 from samadapt.training.module import SamAdaptModule
 from tests.conftest import TEST_SIZE
 
@@ -20,6 +21,13 @@ def tiny_batch(shapes_root, split="val", size=4):
                            eval_batch_size=size, test_splits=["testA"])
     dm.setup("fit")
     return next(iter(dm.val_dataloader() if split == "val" else dm.train_dataloader()))
+
+
+def unpadded(batch, i):
+    """Sample i's image without its letterbox padding, as the official Sam.forward takes it (Sam.preprocess pads
+    after normalising, with the 0 that our padding at the pixel mean becomes)."""
+    h, w = content_sizes(batch, TEST_SIZE)[i].tolist()
+    return batch["image"][i][:, :h, :w]
 
 
 def assert_text_stays_with_its_samples(module, batch, without_text, with_text):
@@ -136,7 +144,7 @@ def test_untrained_module_equals_official_sam_forward(tiny_sam_checkpoint, tiny_
         ours, _ = module(batch)
         sam = module.model.sam
         for i in range(len(batch["text"])):
-            record = {"image": batch["image"][i], "original_size": (TEST_SIZE, TEST_SIZE),
+            record = {"image": unpadded(batch, i), "original_size": (TEST_SIZE, TEST_SIZE),
                       "point_coords": batch["points"][i][None], "point_labels": batch["point_labels"][i][None],
                       "boxes": batch["box"][i][None]}
             official = sam([record], multimask_output=False)[0]["low_res_logits"]

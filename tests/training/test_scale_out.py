@@ -10,7 +10,7 @@ import pytest
 from samadapt.cli import main
 from samadapt.errors import SamAdaptError
 from samadapt.training.cli import SamAdaptCLI
-from samadapt.training.scale import global_batch_accumulation, scaled_lr
+from samadapt.training.optim import global_batch_accumulation, scaled_lr
 from tests.commands.test_cli import REPO, configs, tiny_overrides
 
 

@@ -4,6 +4,7 @@ bottleneck parallel to an encoder block."""
 import torch
 from torch import nn
 
+from samadapt.methods.base import ForwardContext
 from samadapt.methods.layers import Bottleneck
 from samadapt.text.clip_vision import resample_to_grid
 
@@ -13,7 +14,7 @@ FEATURES = ("text", "vision", "similarity")
 class SemanticAdapter(nn.Module):
     """branch(x) = up(GELU(down(x) + sum_f W_f f)) for the chosen CLIP features f, per token.
 
-    Features from `context["clip"]`: "text" (B,E) the unit sentence embedding, the same for every token;
+    Features from `context.clip`: "text" (B,E) the unit sentence embedding, the same for every token;
     "vision" (B,h,w,E) unit CLIP patch embeddings and "similarity" (B,h,w,1) their cosine with the text, both on
     CLIP's own patch grid. The features enter the bottleneck's hidden space (not the encoder's width), which
     keeps the adapter light. A spatial feature is projected on CLIP's grid and then resampled bilinearly to SAM's
@@ -27,12 +28,11 @@ class SemanticAdapter(nn.Module):
         self.proj = nn.ModuleDict({name: nn.Linear(sizes[name], hidden) for name in features})
         self.bottleneck = Bottleneck(width, hidden)
 
-    def forward(self, x: torch.Tensor, context: dict) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: ForwardContext) -> torch.Tensor:
         """x (B,H,W,C) tokens of the block -> (B,H,W,C) branch output."""
-        clip: dict[str, torch.Tensor] = context["clip"]
         added = 0
         for name, proj in self.proj.items():
-            projected = proj(clip[name].to(x.dtype))
+            projected = proj(context.clip[name].to(x.dtype))
             if projected.dim() == 2:  # one vector per image: the same for every token
                 projected = projected[:, None, None, :]
             else:

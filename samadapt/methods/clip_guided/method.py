@@ -19,17 +19,9 @@ from torch import nn
 from samadapt.errors import SamAdaptError
 from samadapt.methods.base import Method
 from samadapt.methods.clip_guided.layers import FEATURES, SemanticAdapter
-from samadapt.methods.injection import BlockWrapper, wrap_encoder_blocks
-from samadapt.text import CLIPTextEncoder, TextFeatures
-from samadapt.text.clip_vision import CLIPVisionEncoder
-
-
-def build_clip_vision(encoder: nn.Module | None, method: str, cache_mb: float) -> CLIPVisionEncoder:
-    """The vision tower of the model's CLIP text encoder (same weights), or a clear error naming the setting."""
-    if not isinstance(encoder, CLIPTextEncoder):
-        raise SamAdaptError(f"method {method} reads CLIP text and image features: set model.text_encoder: clip "
-                            "(text_options: model_name and pretrained, the same CLIP for both towers)")
-    return CLIPVisionEncoder(**encoder.spec, cache_mb=cache_mb)
+from samadapt.methods.injection import BlockWrapper, wrap_encoder_blocks, wrapper_additions
+from samadapt.text import TextEncoder, TextFeatures
+from samadapt.text.clip_vision import CLIPVisionEncoder, vision_tower_of
 
 
 def clip_features(vision: CLIPVisionEncoder, images: torch.Tensor, text: TextFeatures | None,
@@ -83,10 +75,8 @@ class ClipGuided(Method):
         self.features, self.position, self.mlp_ratio = features, position, mlp_ratio
         self.clip_cache_mb = clip_cache_mb
 
-    def bind_text_encoder(self, encoder: nn.Module | None) -> None:
-        self.clip_vision = build_clip_vision(encoder, "clip_guided", self.clip_cache_mb)
-
-    def attach(self, sam: Sam, text_dim: int | None) -> None:
+    def attach(self, sam: Sam, text_encoder: TextEncoder | None) -> None:
+        self.clip_vision = vision_tower_of(text_encoder, "clip_guided", self.clip_cache_mb)
         encoder = sam.image_encoder
         width = encoder.patch_embed.proj.out_channels
         hidden = max(1, round(width * self.mlp_ratio))
@@ -99,16 +89,11 @@ class ClipGuided(Method):
                                 attn_branch=adapter() if self.position in ("attn", "both") else None,
                                 mlp_branch=adapter() if self.position in ("mlp", "both") else None)
 
-        self.blocks: list[BlockWrapper] = wrap_encoder_blocks(encoder, wrap)  # plain list: they live in SAM
+        wrap_encoder_blocks(encoder, wrap)
 
     def trainable_modules(self, sam: Sam) -> dict[str, nn.Module]:
-        parts: dict[str, nn.Module] = {"sam.mask_decoder": sam.mask_decoder}
-        for i, wrapper in enumerate(self.blocks):
-            for branch in ("attn_branch", "mlp_branch"):
-                if getattr(wrapper, branch) is not None:
-                    parts[f"sam.image_encoder.blocks.{i}.{branch}"] = getattr(wrapper, branch)
-        return parts
+        return {"sam.mask_decoder": sam.mask_decoder, **wrapper_additions(sam)}
 
     def encode(self, sam: Sam, images: torch.Tensor, text: TextFeatures | None) -> torch.Tensor:
-        self.context["clip"] = clip_features(self.clip_vision, images, text, self.context.get("image_keys"))
+        self.context.clip = clip_features(self.clip_vision, images, text, self.context.image_keys)
         return super().encode(sam, images, text)

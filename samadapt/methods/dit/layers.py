@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from samadapt.text import TextFeatures
+from samadapt.methods.base import ForwardContext
 
 
 class TextTokenSource(nn.Module):
@@ -29,13 +29,13 @@ class TextTokenSource(nn.Module):
         self.mask_padding = mask_padding
         self.always_join = always_join
 
-    def forward(self, context: dict, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None] | None:
-        text: TextFeatures | None = context.get("text")
+    def forward(self, context: ForwardContext, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+        text = context.text
         if text is None:
             if not self.always_join:
                 return None
             return x.new_zeros(x.shape[0], 0, x.shape[-1]), None
-        features = text.tokens if self.source == "text" else context["extra_out"]
+        features = text.tokens if self.source == "text" else context.extra_out
         tokens = self.dropout(self.proj(features.to(x.dtype)))
         # Padding keys are masked out by default; unmasked reproduces the published code. Samples prompted
         # without text (mixed-prompt training) are always fully masked.

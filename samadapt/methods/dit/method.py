@@ -18,8 +18,8 @@ from torch import nn
 from samadapt.errors import SamAdaptError
 from samadapt.methods.base import Method
 from samadapt.methods.dit.layers import TextTokenSource
-from samadapt.methods.injection import BlockWrapper, wrap_encoder_blocks
-from samadapt.text import TextFeatures
+from samadapt.methods.injection import BlockWrapper, wrap_encoder_blocks, wrapper_additions
+from samadapt.text import TextEncoder, TextFeatures
 
 
 class DeepInstructionTuning(Method):
@@ -44,11 +44,8 @@ class DeepInstructionTuning(Method):
         self.mode, self.attention, self.mask_padding = mode, attention, mask_padding
         self.max_tokens, self.token_dropout, self.decoder_tokens = max_tokens, token_dropout, decoder_tokens
 
-    def attach(self, sam: Sam, text_dim: int | None) -> None:
-        if text_dim is None:
-            raise SamAdaptError("method dit needs a text encoder; set model.text_encoder")
-        width = sam.image_encoder.patch_embed.proj.out_channels
-        self.blocks: list[BlockWrapper] = []  # plain list: the wrappers live (and are saved) inside SAM
+    def attach(self, sam: Sam, text_encoder: TextEncoder | None) -> None:
+        text_dim, width = text_encoder.dim, sam.image_encoder.patch_embed.proj.out_channels
 
         def wrap(i: int, block) -> BlockWrapper:
             fresh = self.mode == "layerwise" or i == 0
@@ -59,14 +56,11 @@ class DeepInstructionTuning(Method):
             )
             return BlockWrapper(block, self.context, extra_tokens=source, windowed=self.attention == "windowed")
 
-        self.blocks = wrap_encoder_blocks(sam.image_encoder, wrap)
+        wrap_encoder_blocks(sam.image_encoder, wrap)
         self.to_decoder = nn.Linear(text_dim, sam.prompt_encoder.embed_dim) if self.decoder_tokens else None
 
     def trainable_modules(self, sam: Sam) -> dict[str, nn.Module]:
-        parts: dict[str, nn.Module] = {"method": self, "sam.mask_decoder": sam.mask_decoder}
-        for i, _ in enumerate(self.blocks):
-            parts[f"sam.image_encoder.blocks.{i}.extra_tokens"] = sam.image_encoder.blocks[i].extra_tokens
-        return parts
+        return {"method": self, "sam.mask_decoder": sam.mask_decoder, **wrapper_additions(sam)}
 
     def _truncate(self, text: TextFeatures) -> TextFeatures:
         n = self.max_tokens
@@ -75,7 +69,7 @@ class DeepInstructionTuning(Method):
     def encode(self, sam: Sam, images: torch.Tensor, text: TextFeatures | None) -> torch.Tensor:
         return super().encode(sam, images, None if text is None else self._truncate(text))
 
-    def prompt_embeddings(self, sparse, dense, text: TextFeatures | None, image_embedding):
+    def prompt_embeddings(self, sam: Sam, sparse, dense, text: TextFeatures | None, image_embedding):
         if text is None or self.to_decoder is None:
             return sparse, dense
         tokens = self.to_decoder(text.tokens[:, : self.max_tokens]).to(sparse.dtype)

@@ -13,7 +13,7 @@ from samadapt.methods.base import Method
 from samadapt.methods.prompt_learning.boundary import boundary_points, match_cyclic, predicted_boundary
 from samadapt.methods.prompt_learning.plm import PromptLearningModule
 from samadapt.methods.prompt_learning.pmm import PointMatchingModule
-from samadapt.text import TextFeatures
+from samadapt.text import TextEncoder, TextFeatures
 
 
 class PromptLearning(Method):
@@ -38,10 +38,8 @@ class PromptLearning(Method):
                                 encoder_layers=pmm_encoder_layers, decoder_layers=pmm_decoder_layers)
         self.use_pmm, self.pmm_points = pmm, pmm_points
         self.auxiliary_loss_names = ("pmm",) if pmm else ()
-        self._sam: list[Sam] = []  # a plain list: SAM must not become a submodule (and a trainable part) of the method
 
-    def attach(self, sam: Sam, text_dim: int | None) -> None:
-        self._sam.append(sam)
+    def attach(self, sam: Sam, text_encoder: TextEncoder | None) -> None:
         dim = sam.prompt_encoder.embed_dim
         self.plm = PromptLearningModule(dim, **self.plm_options)
         self.pmm = None
@@ -53,22 +51,23 @@ class PromptLearning(Method):
     def trainable_modules(self, sam: Sam) -> dict[str, nn.Module]:
         return {"method": self}
 
-    def prompt_embeddings(self, sparse, dense, text: TextFeatures | None, image_embedding):
+    def prompt_embeddings(self, sam: Sam, sparse, dense, text: TextFeatures | None, image_embedding):
         if self.pmm is not None and self.training:
-            self.context.setdefault("pmm_images", []).append(image_embedding)
+            self.context.recorded.setdefault("pmm_images", []).append(image_embedding)
         if sparse.shape[1] == 0:  # no sparse prompt to adjust
             return sparse, dense
-        pe = self._sam[0].prompt_encoder.get_dense_pe()
+        pe = sam.prompt_encoder.get_dense_pe()
         return sparse + self.plm(sparse, image_embedding + dense, pe).to(sparse.dtype), dense
 
     def _record_upscaled(self, module: nn.Module, inputs, output: torch.Tensor) -> None:
         """The mask decoder's upscaled embedding of each decoded sample, in batch order (training only)."""
         if self.training:
-            self.context.setdefault("pmm_upscaled", []).append(output)
+            self.context.recorded.setdefault("pmm_upscaled", []).append(output)
 
-    def auxiliary_losses(self, batch: dict, low_res_logits: torch.Tensor) -> dict[str, torch.Tensor]:
+    def auxiliary_losses(self, sam: Sam, batch: dict, low_res_logits: torch.Tensor) -> dict[str, torch.Tensor]:
         """Mean distance (in units of the image side) between PMM's refined points and the matched GT points."""
-        upscaled, images = self.context.pop("pmm_upscaled", []), self.context.pop("pmm_images", [])
+        upscaled = self.context.recorded.get("pmm_upscaled", [])
+        images = self.context.recorded.get("pmm_images", [])
         if self.pmm is None or len(upscaled) != len(low_res_logits) or len(images) != len(low_res_logits):
             return {}
         keep, predicted, targets = [], [], []
@@ -84,7 +83,6 @@ class PromptLearning(Method):
             return {}
         device = low_res_logits.device
         points, target = torch.stack(predicted).to(device), torch.stack(targets).to(device)
-        sam = self._sam[0]
         size = sam.image_encoder.img_size
         position = sam.prompt_encoder.pe_layer.forward_with_coords(points * size, (size, size))
         refined = self.pmm(points, position, torch.cat([upscaled[i] for i in keep]),

@@ -3,6 +3,7 @@
 import torch
 from torch import nn
 
+from samadapt.methods.base import ForwardContext
 from samadapt.methods.layers import Bottleneck
 from samadapt.text import TextFeatures
 
@@ -59,9 +60,9 @@ class ParallelBranch(nn.Module):
         self.text_proj = text_proj
         self.bottleneck = Bottleneck(dim, width, scale, ACTIVATIONS[act])
 
-    def forward(self, x: torch.Tensor, context: dict) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: ForwardContext) -> torch.Tensor:
         if self.text_proj is not None:
-            text = self.text_proj(context.get("text"), x.dtype)
+            text = self.text_proj(context.text, x.dtype)
             if text is not None:  # x (B,H,W,C) + t~ (B,C) on every token
                 x = x + text[:, None, None, :]
         return self.bottleneck(x)

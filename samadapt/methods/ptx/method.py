@@ -24,9 +24,9 @@ from torch import nn
 
 from samadapt.errors import SamAdaptError
 from samadapt.methods.base import Method
-from samadapt.methods.injection import BlockWrapper, wrap_encoder_blocks
+from samadapt.methods.injection import BlockWrapper, wrap_encoder_blocks, wrapper_additions
 from samadapt.methods.ptx.layers import ACTIVATIONS, ParallelBranch, TextProjection
-from samadapt.text import TextFeatures
+from samadapt.text import TextEncoder, TextFeatures
 
 PLACEMENTS = ("mlp", "mlp+mhsa")
 
@@ -56,13 +56,12 @@ class ParallelAdapter(Method):
         if blocks != "all" and (isinstance(blocks, str) or not blocks or len(set(blocks)) != len(blocks)):
             raise SamAdaptError(f"blocks must be 'all' or a non-empty list of distinct block indices, got {blocks!r}")
         self.block_choice, self.width, self.scale, self.act, self.placement = blocks, width, scale, act, placement
-        self.block_indices: list[int] = []
 
     def _text_projection_for(self, branch: str, dim: int) -> TextProjection | None:
         """The act(W_t t) a branch ("mlp" / "mhsa") adds to its input; None for a text-free adapter."""
         return None
 
-    def attach(self, sam: Sam, text_dim: int | None) -> None:
+    def attach(self, sam: Sam, text_encoder: TextEncoder | None) -> None:
         encoder = sam.image_encoder
         depth, dim = len(encoder.blocks), encoder.patch_embed.proj.out_channels
         indices = list(range(depth)) if self.block_choice == "all" else list(self.block_choice)
@@ -78,16 +77,9 @@ class ParallelAdapter(Method):
             return BlockWrapper(block, self.context, attn_branch=attn, mlp_branch=branch("mlp"))
 
         wrap_encoder_blocks(encoder, wrap, indices)
-        self.block_indices = indices
 
     def trainable_modules(self, sam: Sam) -> dict[str, nn.Module]:
-        parts: dict[str, nn.Module] = {"method": self, "sam.mask_decoder": sam.mask_decoder}
-        for i in self.block_indices:
-            block = sam.image_encoder.blocks[i]
-            parts[f"sam.image_encoder.blocks.{i}.mlp_branch"] = block.mlp_branch
-            if block.attn_branch is not None:
-                parts[f"sam.image_encoder.blocks.{i}.attn_branch"] = block.attn_branch
-        return parts
+        return {"method": self, "sam.mask_decoder": sam.mask_decoder, **wrapper_additions(sam)}
 
 
 class SamPtx(ParallelAdapter):
@@ -127,25 +119,21 @@ class SamPtx(ParallelAdapter):
             self.shared_text_proj = TextProjection(self.pooled_dim, dim, self.act)
         return self.shared_text_proj
 
-    def attach(self, sam: Sam, text_dim: int | None) -> None:
-        if text_dim is None:
-            raise SamAdaptError("method sam_ptx needs a text encoder; set model.text_encoder (clip in the paper)")
-        self.pooled_dim = self.text_pooled_dim or text_dim
-        super().attach(sam, text_dim)
+    def attach(self, sam: Sam, text_encoder: TextEncoder | None) -> None:
+        self.pooled_dim = text_encoder.pooled_dim
+        super().attach(sam, text_encoder)
         width = sam.prompt_encoder.embed_dim
         self.text_proj = None
         if self.inject != "encoder":
             self.text_proj = TextProjection(self.pooled_dim, width, self.act, zero_init=True)
-        # SAM's "not a point" embedding, kept out of this module's parameters (a plain list, not a submodule).
-        self._no_point = [sam.prompt_encoder.not_a_point_embed]
 
-    def prompt_embeddings(self, sparse, dense, text: TextFeatures | None, image_embedding):
+    def prompt_embeddings(self, sam: Sam, sparse, dense, text: TextFeatures | None, image_embedding):
         if self.text_proj is None or text is None:
             return sparse, dense
         projected = self.text_proj(text, sparse.dtype)  # (1,C)
         if self.inject == "decoder":
             return sparse, dense + projected[:, :, None, None]
-        no_point = self._no_point[0].weight.to(sparse.dtype)  # (1,C)
+        no_point = sam.prompt_encoder.not_a_point_embed.weight.to(sparse.dtype)  # (1,C)
         token = (no_point + projected)[:, None]
         if sparse.shape[1] and torch.equal(sparse[:, -1], no_point):  # SAM's empty slot after point prompts
             return torch.cat([sparse[:, :-1], token], dim=1), dense

@@ -1,0 +1,103 @@
+"""The optimizer and its schedule, and the learning rate for a recipe's global batch.
+
+Adam(W) over the trainable parameters only; a linear warm-up, then a constant or cosine-to-zero rate, stepped
+every optimizer step. global batch = batch per device x devices x nodes x gradient-accumulation steps. A recipe
+states its global batch (DIT: 64); `global_batch_accumulation` finds the accumulation that keeps it on the
+hardware at hand, or says which setting to change. Learning-rate scaling is explicit: off unless asked for.
+"""
+
+import math
+from collections.abc import Iterable
+from typing import Literal
+
+import torch
+
+from samadapt.errors import SamAdaptError
+
+LrScaling = Literal["none", "linear", "sqrt"]
+
+
+def global_batch_accumulation(global_batch: int, batch_per_device: int, devices: int, nodes: int,
+                              configured_accumulation: int = 1) -> int:
+    """Gradient-accumulation steps so that batch_per_device x devices x nodes x steps == global_batch."""
+    per_step = batch_per_device * devices * nodes
+    processes = devices * nodes
+    if global_batch <= 0 or global_batch % per_step:
+        if global_batch <= 0 or global_batch % processes:
+            hint = f"it must be a multiple of devices x nodes = {processes}; use a device count that divides it"
+        else:
+            fitting = max(b for b in range(1, batch_per_device + 1) if global_batch % (b * processes) == 0)
+            hint = f"set data.init_args.batch_size to {fitting}"
+        raise SamAdaptError(
+            f"global batch {global_batch} cannot be met: batch_size {batch_per_device} x {devices} device(s) x "
+            f"{nodes} node(s) = {per_step} per step does not divide it; {hint}, or change model.global_batch_size"
+        )
+    steps = global_batch // per_step
+    if configured_accumulation not in (1, steps):
+        raise SamAdaptError(
+            f"trainer.accumulate_grad_batches={configured_accumulation} contradicts model.global_batch_size="
+            f"{global_batch} ({steps} steps of {per_step} needed); remove accumulate_grad_batches, samadapt sets it"
+        )
+    return steps
+
+
+def scaled_lr(lr: float, global_batch: int, reference_batch: int, rule: LrScaling) -> float:
+    """The recipe's lr (tuned at `reference_batch`) for `global_batch`: unchanged, linear or square-root rule."""
+    if rule == "none" or global_batch == reference_batch:
+        return lr
+    ratio = global_batch / reference_batch
+    return lr * (ratio if rule == "linear" else math.sqrt(ratio))
+
+
+def effective_lr(trainer, *, lr: float, lr_scaling: LrScaling, lr_reference_batch: int | None) -> float:
+    """`lr`, scaled from the global batch it was tuned at to this trainer's (unless lr_scaling is "none")."""
+    if lr_scaling == "none":
+        return lr
+    if not lr_reference_batch:
+        raise SamAdaptError(f"lr_scaling={lr_scaling} needs model.lr_reference_batch, the global batch at "
+                            f"which lr={lr} was tuned (e.g. 64 for the DIT recipes)")
+    global_batch = (trainer.datamodule.batch_size * trainer.num_devices * trainer.num_nodes
+                    * trainer.accumulate_grad_batches)
+    return scaled_lr(lr, global_batch, lr_reference_batch, lr_scaling)
+
+
+def warmup_then(scheduler: Literal["none", "cosine"], warmup: int, total: int):
+    """The lr factor at each optimizer step: linear warm-up over `warmup` steps, then 1 or cosine to 0 at `total`."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if scheduler == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+        return 1.0
+
+    return factor
+
+
+def configure_optimization(
+    params: Iterable[torch.nn.Parameter],
+    trainer,
+    *,
+    optimizer: Literal["adamw", "adam"],
+    lr: float,
+    betas: tuple[float, float],
+    weight_decay: float,
+    scheduler: Literal["none", "cosine"],
+    warmup_steps: int,
+    warmup_epochs: float,
+    lr_scaling: LrScaling,
+    lr_reference_batch: int | None,
+):
+    """What LightningModule.configure_optimizers returns: the optimizer, with its per-step schedule if any."""
+    optimizer_class = torch.optim.AdamW if optimizer == "adamw" else torch.optim.Adam
+    lr = effective_lr(trainer, lr=lr, lr_scaling=lr_scaling, lr_reference_batch=lr_reference_batch)
+    built = optimizer_class(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay)
+    if scheduler == "none" and not warmup_steps and not warmup_epochs:
+        return built
+    total = max(1, trainer.estimated_stepping_batches)
+    warmup = warmup_steps
+    if warmup_epochs:
+        epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1
+        warmup = int(warmup_epochs * total / epochs)
+    schedule = torch.optim.lr_scheduler.LambdaLR(built, warmup_then(scheduler, warmup, total))
+    return {"optimizer": built, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
