@@ -11,6 +11,7 @@ Layout per split (`<root>/<split>/`, or the root itself with split "."):
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -33,32 +34,30 @@ def _by_stem(folder: Path) -> dict[str, Path]:
     return out
 
 
-def _read_points(path: Path) -> dict[str, list[list[float]]]:
+def _is_click_list(value: object) -> bool:
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(p, list) and len(p) == 2 and all(isinstance(c, int | float) for c in p) for p in value)
+
+
+def _read_stem_map(path: Path, valid: Callable[[object], bool], shape: str, described: str) -> dict:
+    """{stem: value} from an optional JSON file (empty when absent); `valid` checks each value."""
     if not path.is_file():
         return {}
     try:
-        points = json.loads(path.read_text(encoding="utf-8"))
+        found = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SamAdaptError(f"could not read {path}: {e}. It must be a JSON object {{stem: [[x, y], ...]}}.") from e
-    ok = isinstance(points, dict) and all(
-        isinstance(v, list) and v and all(isinstance(p, list) and len(p) == 2 and
-                                          all(isinstance(c, int | float) for c in p) for p in v)
-        for v in points.values())
-    if not ok:
-        raise SamAdaptError(f"{path} must be a JSON object mapping image stems to non-empty lists of [x, y] pairs.")
-    return points
+        raise SamAdaptError(f"could not read {path}: {e}. It must be a JSON object {{stem: {shape}}}.") from e
+    if not isinstance(found, dict) or not all(valid(v) for v in found.values()):
+        raise SamAdaptError(f"{path} must be a JSON object mapping image stems to {described}.")
+    return found
+
+
+def _read_points(path: Path) -> dict[str, list[list[float]]]:
+    return _read_stem_map(path, _is_click_list, "[[x, y], ...]", "non-empty lists of [x, y] pairs")
 
 
 def _read_texts(path: Path) -> dict[str, str]:
-    if not path.is_file():
-        return {}
-    try:
-        texts = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SamAdaptError(f"could not read {path}: {e}. It must be a JSON object {{stem: text}}.") from e
-    if not isinstance(texts, dict) or not all(isinstance(v, str) for v in texts.values()):
-        raise SamAdaptError(f"{path} must be a JSON object mapping image stems to strings.")
-    return texts
+    return _read_stem_map(path, lambda v: isinstance(v, str), "text", "strings")
 
 
 class FolderDataset(MaskFileDataset):
