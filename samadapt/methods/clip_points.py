@@ -18,11 +18,12 @@ from samadapt.text import TextEncoder, TextFeatures
 from samadapt.text.clip_vision import resample_to_grid, similarity_map, vision_tower_of
 
 
-def content_extent(images: torch.Tensor) -> list[tuple[int, int]]:
-    """(height, width) of each letterboxed image's content: SAM's letterbox pads bottom and right with zeros."""
-    nonzero = images.abs().amax(dim=1) > 0  # (B,S,S)
+def content_extent(images: torch.Tensor, padding: torch.Tensor) -> list[tuple[int, int]]:
+    """(height, width) of each letterboxed image's content: the letterbox pads bottom and right with `padding`
+    (SAM's pixel mean, (3,) or (3,1,1), which no 0..255 integer pixel equals)."""
+    inside = (images != padding.reshape(1, 3, 1, 1).to(images)).any(dim=1)  # (B,S,S)
     out = []
-    for m in nonzero:
+    for m in inside:
         rows, cols = m.any(dim=1).nonzero(), m.any(dim=0).nonzero()
         out.append((int(rows.max()) + 1 if len(rows) else m.shape[0], int(cols.max()) + 1 if len(cols) else m.shape[1]))
     return out
@@ -87,7 +88,7 @@ class ClipPoints(Method):
             patches = self.clip_vision(images, self.context.image_keys).to(images.device)
             sims = resample_to_grid(similarity_map(patches, text.pooled)[..., None], self.grid)[..., 0]
             has_text = text.mask.any(dim=1).tolist()
-            for i, extent in enumerate(content_extent(images)):
+            for i, extent in enumerate(content_extent(images, sam.pixel_mean)):
                 if has_text[i]:
                     points[i] = peak_points(sims[i], images.shape[-1], extent, self.positives, self.negatives)
         return encode_images(sam, images)

@@ -6,6 +6,7 @@ import torch
 from samadapt.cli import main
 from samadapt.errors import SamAdaptError
 from samadapt.methods.clip_points import content_extent, peak_points
+from samadapt.sam.preprocess import content_sizes
 from samadapt.training.module import SamAdaptModule
 from tests.commands.test_cli import configs, tiny_overrides
 from tests.conftest import TEST_SIZE
@@ -52,9 +53,10 @@ def test_peaks_become_points_inside_the_image():
     points, labels = peak_points(sim, 64, (48, 64), positives=2, negatives=1)
     assert labels.tolist() == [1, 1, 0]
     assert points.tolist() == [[44.0, 20.0], [12.0, 12.0], [4.0, 28.0]]  # cell centres, xy, in the 64 px frame
-    image = torch.zeros(1, 3, 64, 64)
-    image[0, :, :48, :40] = 7.0
-    assert content_extent(image) == [(48, 40)]
+    mean = torch.tensor([123.675, 116.28, 103.53])  # SAM's pixel mean: the letterbox padding the model sees
+    image = mean.reshape(1, 3, 1, 1).repeat(1, 1, 64, 64)
+    image[0, :, :48, :40] = 0.0  # black content must count as content
+    assert content_extent(image, mean) == [(48, 40)]
 
 
 def clip_points(checkpoint, clip, **options):
@@ -79,6 +81,8 @@ def test_clip_points_is_frozen_sam_prompted_at_the_clip_peaks(tiny_sam_checkpoin
     with torch.no_grad():
         ours, _ = module.model(batch, [TEXT] * len(batch["text"]))
     assert all(p is not None and p[1].tolist() == [1] for p in placed)
+    for (points, _), (h, w) in zip(placed, content_sizes(batch, TEST_SIZE).tolist(), strict=True):
+        assert (points[:, 0] < w).all() and (points[:, 1] < h).all()  # inside the image, never in its padding
     prompted = {**batch, "points": torch.stack([p[0] for p in placed]),
                 "point_labels": torch.stack([p[1] for p in placed])}
     assert torch.allclose(ours, official_low_res(tiny_sam_checkpoint, prompted, POINTS), atol=1e-5)

@@ -149,3 +149,28 @@ def test_untrained_module_equals_official_sam_forward(tiny_sam_checkpoint, tiny_
                       "boxes": batch["box"][i][None]}
             official = sam([record], multimask_output=False)[0]["low_res_logits"]
             assert torch.allclose(ours[i : i + 1], official, atol=1e-5)
+
+
+def test_warmup_then_cosine_schedule_and_lr_scaling():
+    """The per-step lr factor: linear warm-up to 1, then constant or cosine to 0; lr scaled to the global batch."""
+    from types import SimpleNamespace
+
+    from samadapt.training.optim import configure_optimization, warmup_then
+
+    cosine = warmup_then("cosine", warmup=10, total=110)
+    assert [cosine(s) for s in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])
+    assert [cosine(s) for s in (10, 60, 110, 200)] == pytest.approx([1.0, 0.5, 0.0, 0.0])
+    assert warmup_then("none", warmup=4, total=100)(50) == 1.0
+    trainer = SimpleNamespace(estimated_stepping_batches=200, max_epochs=4, num_devices=2, num_nodes=1,
+                              accumulate_grad_batches=2, datamodule=SimpleNamespace(batch_size=8))
+    param = torch.nn.Parameter(torch.zeros(1))
+    settings = dict(optimizer="adam", lr=1e-3, betas=(0.9, 0.99), weight_decay=0.0, scheduler="cosine",
+                    warmup_steps=0, warmup_epochs=0.5, lr_scaling="linear", lr_reference_batch=64)
+    configured = configure_optimization([param], trainer, **settings)
+    optimizer, schedule = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+    assert isinstance(optimizer, torch.optim.Adam) and optimizer.defaults["betas"] == (0.9, 0.99)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 32 / 64 * 1 / 25)  # global batch 32; 25 warm-up
+    assert schedule.lr_lambdas[0](24) == 1.0 and schedule.lr_lambdas[0](200) == pytest.approx(0.0)
+    plain = configure_optimization([param], None, **{**settings, "scheduler": "none", "warmup_epochs": 0,
+                                                      "lr_scaling": "none"})
+    assert isinstance(plain, torch.optim.Optimizer) and plain.param_groups[0]["lr"] == 1e-3
