@@ -301,12 +301,11 @@ def checkpointing_step(method: str, size: int, batch_size: int, device: torch.de
 # ---- 4. image-embedding cache ----------------------------------------------------------------------------
 def cache_speedup(size: int, batch_size: int, device: torch.device, repeats: int) -> dict:
     """Training step of a method that leaves the encoder frozen, with the embedding cache warm vs without."""
-    import inspect
-
     from samadapt.methods import METHODS
+    from samadapt.model import model_defaults
     from samadapt.training.module import SamAdaptModule
 
-    if "embedding_cache_mb" not in inspect.signature(SamAdaptModule).parameters:
+    if "embedding_cache_mb" not in model_defaults():
         return {"note": "not available: no image-embedding cache in this build", "met": None}
     method = "plm" if "plm" in METHODS else "decoder_only"
     batch = step_batch(batch_size, size, device)
