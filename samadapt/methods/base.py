@@ -40,6 +40,7 @@ class ForwardContext:
     recorded: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # per decoded sample, for auxiliary losses
 
     def clear(self) -> None:
+        """Back to empty: the forward's tensors are let go."""
         vars(self).update(vars(ForwardContext()))
 
     @contextmanager
