@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from data_modules.pipeline.binary import MaskFileDataset, SampleOptions, Target, apply_template
+from data_modules.pipeline.sample import Sample
 from samadapt.errors import MissingFileError, SamAdaptError
 
 HOW_TO_GET_FOLDER = "Put images in <root>/<split>/images and binary masks with the same stem in <root>/<split>/masks."
@@ -108,7 +109,7 @@ class FolderDataset(MaskFileDataset):
         if not self.targets:
             raise SamAdaptError(f"no images found in {image_dir}. {HOW_TO_GET_FOLDER}")
 
-    def __getitem__(self, idx: int) -> dict:
+    def __getitem__(self, idx: int) -> Sample:
         sample = super().__getitem__(idx)
         clicks = self.points.get(self.targets[idx].sample_id)
         if clicks is not None:  # the file's clicks, moved into the letterboxed frame like the image
