@@ -6,6 +6,7 @@ import torch
 
 from data_modules import RefCocoDataModule
 from samadapt.errors import SamAdaptError
+from samadapt.methods.base import ForwardContext
 from samadapt.methods.prompt_learning.boundary import boundary_points, match_cyclic, resample_closed
 from samadapt.methods.prompt_learning.plm import PromptLearningModule
 from samadapt.methods.prompt_learning.pmm import PointMatchingModule
@@ -75,6 +76,7 @@ def test_pmm_loss_reaches_the_prompt_module(tiny_sam_checkpoint, batch):
         optimizer.step()
     assert method.pmm.offset.weight.grad.abs().sum() > 0
     assert method.plm.out.weight.grad.abs().sum() > 0
+    assert method.context == ForwardContext()  # the forward's records are let go when it ends
     m.eval()
     assert m.model(batch, POINTS, auxiliary_losses=True)[2] == {}  # evaluation records nothing
 
