@@ -28,6 +28,8 @@ EXTRA_VERBS = {
     "segment": ("samadapt.inference.segment:main", "segment images with a trained checkpoint: mask and overlay PNGs"),
     "export": ("samadapt.inference.export:main",
                "export a checkpoint's trainable weights (safetensors) and config (JSON)"),
+    "convert-sam": ("samadapt.commands.convert_sam:main",
+                    "Hugging Face SamModel weights (folder or model.safetensors) -> an official-format SAM .pth"),
     "serve": ("samadapt.app.serve:main",
               "a local web page to try checkpoints with text, clicks and boxes, side by side"),
 }

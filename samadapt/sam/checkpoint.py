@@ -1,5 +1,7 @@
-"""Official SAM checkpoints: safe loading, variant detection, resizing to another input size, saving."""
+"""SAM checkpoints: safe loading (official .pth or Hugging Face SamModel weights), variant detection, resizing
+to another input size, saving in the official format."""
 
+import json
 import pickle
 import re
 from pathlib import Path
@@ -10,6 +12,10 @@ import torch.nn.functional as F
 from samadapt.errors import MissingFileError, SamAdaptError, UnsafeFileError
 from samadapt.io import atomic_torch_save
 from samadapt.sam.config import OFFICIAL_DOWNLOAD, SAM_CONFIGS
+from samadapt.sam.hf_format import hf_to_official, is_hf_sam
+
+# What a `SamModel.save_pretrained` folder holds, in the order tried (transformers' own file names).
+HF_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
 # Keys every official SAM state dict has, whatever the variant.
 _REQUIRED_KEYS = (
@@ -27,12 +33,63 @@ def _how_to_get(variant: str | None) -> str:
 
 
 def load_sam_state_dict(path: str | Path, expected_variant: str | None = None) -> dict[str, torch.Tensor]:
-    """Read a plain SAM state dict with weights_only=True; refuse anything else with one clear sentence."""
+    """The official-format state dict of an official checkpoint (.pth, read with weights_only=True) or of Hugging
+    Face SamModel weights (a save_pretrained folder, its model.safetensors or pytorch_model.bin), keys renamed.
+    Anything else is refused with one clear sentence; no file is ever allowed to run code."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise MissingFileError(path, "SAM checkpoint", _how_to_get(expected_variant))
+    state = _read_tensors(_weights_file(path), expected_variant)
+    if isinstance(state, dict) and is_hf_sam(state):
+        state = hf_to_official(state, str(path))
+    if not isinstance(state, dict) or not all(k in state for k in _REQUIRED_KEYS):
+        raise SamAdaptError(
+            f"{path} is not a SAM state dict: neither an official SAM checkpoint (keys such as {_REQUIRED_KEYS[0]!r}) "
+            "nor Hugging Face SamModel weights (keys such as 'vision_encoder.patch_embed.projection.weight'). "
+            + _how_to_get(expected_variant)
+        )
+    found = identify_variant(state)
+    if expected_variant is not None and found != expected_variant:
+        raise SamAdaptError(
+            f"{path} looks like a {found or 'non-standard'} checkpoint ({describe(state)}), "
+            f"but the model is configured as {expected_variant}; set model.sam_variant={found}"
+            if found else f"{path} does not match SAM {expected_variant} ({describe(state)})."
+        )
+    return state
+
+
+def _weights_file(path: Path) -> Path:
+    """The file to read: `path` itself, or the weights inside a save_pretrained folder."""
+    if not path.is_dir():
+        return path
+    for name in HF_WEIGHT_FILES:
+        if (path / name).is_file():
+            return path / name
+    raise MissingFileError(path / HF_WEIGHT_FILES[0], "SAM weights",
+                           f"{path} is a folder: give an official .pth file or a Hugging Face SamModel folder "
+                           f"(save_pretrained writes {HF_WEIGHT_FILES[0]}).")
+
+
+def _read_tensors(path: Path, expected_variant: str | None) -> dict:
+    """Tensors by name from a safetensors file, a sharded safetensors index, or a plain torch state dict."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        if path.name.endswith(".index.json"):  # sharded: {"weight_map": {tensor name: shard file}}
+            shards = sorted(set(json.loads(path.read_text())["weight_map"].values()))
+            return {k: v for shard in shards for k, v in load_file(path.parent / shard).items()}
+        if path.suffix == ".safetensors":
+            return load_file(path)
+    except (OSError, SafetensorError, KeyError, ValueError) as err:
+        raise SamAdaptError(f"{path} cannot be read as safetensors SAM weights ({type(err).__name__}: "
+                            f"{str(err).splitlines()[0][:200]}). {_how_to_get(expected_variant)}") from None
+    return _torch_load(path, expected_variant)
+
+
+def _torch_load(path: Path, expected_variant: str | None):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         refused = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) (\S+)", str(err))
         if refused:  # the pickle names a function or class to call: refuse, never run it
@@ -45,19 +102,6 @@ def load_sam_state_dict(path: str | Path, expected_variant: str | None = None) -
     except Exception as err:  # truncated file, not a torch file at all, ...
         raise SamAdaptError(f"{path} cannot be read as a PyTorch checkpoint ({type(err).__name__}: "
                             f"{str(err).splitlines()[0][:200]}). {_how_to_get(expected_variant)}") from None
-    if not isinstance(state, dict) or not all(k in state for k in _REQUIRED_KEYS):
-        raise SamAdaptError(
-            f"{path} is not a SAM state dict (expected keys such as {_REQUIRED_KEYS[0]!r}). "
-            + _how_to_get(expected_variant)
-        )
-    found = identify_variant(state)
-    if expected_variant is not None and found != expected_variant:
-        raise SamAdaptError(
-            f"{path} looks like a {found or 'non-standard'} checkpoint ({describe(state)}), "
-            f"but the model is configured as {expected_variant}; set model.sam_variant={found}"
-            if found else f"{path} does not match SAM {expected_variant} ({describe(state)})."
-        )
-    return state
 
 
 def describe(state: dict[str, torch.Tensor]) -> str:
