@@ -5,7 +5,8 @@ The published values live in docs/recipes.md, one section per experiment (`## re
 per setting: `| setting | published | source | note |`. `source` is a paper section or a code file and line; "our
 choice" marks a value the source does not give (the note says why). A note starting with "DEVIATION:" marks a
 setting where samadapt knowingly differs and says why. A section may start with `Inherits: <experiment>` to take
-that experiment's rows first. tests/commands/test_recipe.py fails on any difference that is not marked.
+that experiment's rows first; a row published as "(not applicable)" drops an inherited row.
+tests/commands/test_recipe.py fails on any difference that is not marked.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 EXPERIMENTS = REPO / "experiments"
 RECIPES = REPO / "docs" / "recipes.md"
 OUR_CHOICE = "our choice"
+NOT_APPLICABLE = "(not applicable)"
 
 
 @dataclass
@@ -60,7 +62,8 @@ def read_recipes(path: Path = RECIPES) -> dict[str, list[Setting]]:
         if name in seen or (name in parents and parents[name] not in sections):
             raise SamAdaptError(f"{path}: section {name} inherits from a missing or circular section")
         base = resolved(parents[name], (*seen, name)) if name in parents else {}
-        return {**base, **sections[name]}
+        merged = {**base, **sections[name]}
+        return {key: row for key, row in merged.items() if row.published != NOT_APPLICABLE}
 
     return {name: list(resolved(name).values()) for name in sections}
 
@@ -72,7 +75,7 @@ def config_files(experiment: str) -> list[Path]:
         raise MissingFileError(path, "experiment file", "Name an experiment as <dataset>/<method>, e.g. refcoco/ldit.")
     files = [EXPERIMENTS / "base.yaml"]
     parent = path.parent.with_suffix(".yaml")
-    if parent.is_file() and parent.parent != EXPERIMENTS.parent:
+    if parent.is_file():
         files.append(parent)
     return [*files, path]
 
