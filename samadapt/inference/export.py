@@ -121,11 +121,67 @@ def load_export(folder: str | Path, sam_checkpoint: str | Path, text_options: di
     return module.eval()
 
 
+# Methods whose result is SAM itself with other weights, so an official checkpoint can hold it.
+MERGEABLE = ("decoder_only", "full", "lora")
+
+
+def _fold_lora(sam: torch.nn.Module) -> None:
+    """Each peft LoRA layer's B @ A * scale added into its frozen base nn.Linear, which then takes its place."""
+    from peft.tuners.lora import LoraLayer
+
+    for name, layer in list(sam.named_modules()):
+        if isinstance(layer, LoraLayer):
+            layer.merge()
+            parent, _, child = name.rpartition(".")
+            setattr(sam.get_submodule(parent), child, layer.get_base_layer())
+
+
+def merge_into_sam(checkpoint_path: str | Path, out: str | Path, sam_checkpoint: str | None = None) -> int:
+    """Write the run's SAM (trained weights, EMA values when kept, LoRA folded in) as an official-format .pth at
+    the run's image size; return that size. Methods that add layers or read text are refused with the reason."""
+    from samadapt.inference.predictor import load_module
+    from samadapt.methods import METHODS
+    from samadapt.sam import build_sam_from_config, save_sam_checkpoint
+    from samadapt.sam.config import get_config
+
+    checkpoint_path = Path(checkpoint_path)
+    method = read_checkpoint(checkpoint_path)["hyper_parameters"]["method"]
+    if method not in MERGEABLE:
+        why = ("it reads text, and SAM has no text input" if getattr(METHODS.get(method), "uses_text", False)
+               else "its trained parts are layers or prompts that SAM does not have")
+        raise SamAdaptError(f"{checkpoint_path}: a {method} run cannot be merged into a SAM checkpoint: "
+                            f"{why}. Only {', '.join(MERGEABLE)} runs change SAM's own weights; export the "
+                            "adapter instead (samadapt export without --merge).")
+    module = load_module(checkpoint_path, sam_checkpoint)
+    sam = module.model.sam
+    _fold_lora(sam)
+    official = build_sam_from_config(get_config(module.hparams.sam_variant), module.model.image_size)
+    if set(sam.state_dict()) != set(official.state_dict()):
+        odd = sorted(set(sam.state_dict()) ^ set(official.state_dict()))
+        raise SamAdaptError(f"{checkpoint_path}: the merged SAM's weights do not match the official names "
+                            f"({len(odd)} differ, e.g. {odd[0]})")
+    save_sam_checkpoint(sam, out)
+    return module.model.image_size
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="samadapt export", description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", type=Path, required=True, help="a training run's checkpoint (.ckpt)")
-    parser.add_argument("--out", type=Path, required=True, help="the folder to write")
+    parser.add_argument("--out", type=Path, required=True, help="the folder to write (with --merge: the .pth file)")
+    parser.add_argument(
+        "--merge", action="store_true",
+        help=f"write one official-format SAM .pth with the run's trained weights in it ({', '.join(MERGEABLE)} "
+             "runs; LoRA folded into qkv), for segment_anything's SamPredictor and the tools built on it. Its "
+             "pos_embed and rel_pos are at the run's image size (model.image_size): a 1024 px run loads with "
+             "sam_model_registry[variant](checkpoint=OUT); for another size build the official classes with "
+             "img_size=that size (the command prints it)")
+    parser.add_argument("--sam-checkpoint", help="with --merge: the base SAM (default: the path the run recorded)")
     args = parser.parse_args(argv)
+    if args.merge:
+        size = merge_into_sam(args.ckpt, args.out, args.sam_checkpoint)
+        print(f"[export] {args.out}: an official-format SAM checkpoint for {size} px input"
+              + ("" if size == 1024 else f" (build the official classes with img_size={size})"))
+        return
     out = export_adapter(args.ckpt, args.out)
     size = (out / WEIGHTS_FILE).stat().st_size
     print(f"[export] {out / WEIGHTS_FILE} ({size / 2**20:.2f} MB) and {out / CONFIG_FILE}")
