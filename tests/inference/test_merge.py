@@ -34,7 +34,7 @@ def mergeable_runs(tmp_path_factory, tiny_sam_checkpoint, shapes_root, tiny_bert
         _, last = fit_and_test(f"demo/{name}", out, name, tiny_sam_checkpoint, shapes_root, tiny_bert)
         checkpoint = torch.load(last, map_location="cpu", weights_only=True)
         gen = torch.Generator().manual_seed(0)
-        for key, value in checkpoint["state_dict"].items():
+        for value in checkpoint["state_dict"].values():
             value.add_(0.2 * value.abs().mean().clamp(min=0.05) * torch.randn(value.shape, generator=gen))
         runs[name] = out / f"{name}.ckpt"
         torch.save(checkpoint, runs[name])
@@ -72,7 +72,7 @@ def test_merged_checkpoint_gives_samadapts_masks_through_SamPredictor(run, merge
 
 
 def test_merged_lora_is_the_lora_model_not_the_base(mergeable_runs, tiny_sam_checkpoint, tmp_path):
-    """The folded qkv weights differ from the base SAM's (the LoRA update is in them); the decoder is the trained one."""
+    """The folded qkv weights differ from the base SAM's (the LoRA update is in them); other weights stay."""
     main(["export", "--ckpt", str(mergeable_runs["lora"]), "--out", str(tmp_path / "merged.pth"), "--merge"])
     merged = torch.load(tmp_path / "merged.pth", weights_only=True)
     base = torch.load(tiny_sam_checkpoint, weights_only=True)
