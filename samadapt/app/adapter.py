@@ -1,16 +1,18 @@
 """The app's one use of the inference API: a SamAdaptPredictor per checkpoint, prompts checked against what the
 adapter was trained with, and each image encoded once per model when the method allows it."""
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from samadapt.app.describe import describe_method
+from samadapt.app.run_scores import read_test_score
 from samadapt.errors import SamAdaptError
 from samadapt.inference.predictor import SamAdaptPredictor
-from samadapt.inference.segment import overlay
-from samadapt.training.prediction_panel import draw_prompts
+from samadapt.training.wandb_run import method_label
 
 KIND_WORDS = {"text": "text", "points": "clicked points", "box": "a box"}
 
@@ -32,14 +34,14 @@ class Prompts:
 
 @dataclass
 class Answer:
-    """What one model's panel shows: a mask (with its score and overlay) or a plain sentence why not."""
+    """What one model's panel shows: a mask with its score, or a plain sentence why not."""
 
     model: str
     message: str  # a refusal, or a short note about this prediction
     mask: np.ndarray | None = None  # (H, W) bool at the image's size
-    overlay: np.ndarray | None = None  # (H, W, 3) uint8: mask tinted over the image, prompts drawn
     score: float | None = None  # the decoder's predicted IoU
     encoded_image: bool = False  # whether this request ran the image encoder
+    seconds: float = 0.0  # this model's share of the request
 
 
 def describe(combos: list[str]) -> str:
@@ -47,18 +49,21 @@ def describe(combos: list[str]) -> str:
 
 
 class AppModel:
-    def __init__(self, name: str, predictor: SamAdaptPredictor) -> None:
+    def __init__(self, name: str, predictor: SamAdaptPredictor, test_score: dict | None = None) -> None:
         self.name = name
         self.predictor = predictor
         self.method = str(predictor.module.hparams.method)
         self.trained = predictor.trained_prompts  # e.g. ["text"], ["points+text", "box"], ["none"]
-        self.trained_kinds = frozenset(k for combo in self.trained if combo != "none" for k in combo.split("+"))
+        self.trained_combos = {frozenset() if c == "none" else frozenset(c.split("+")) for c in self.trained}
+        self.trained_kinds = frozenset().union(*self.trained_combos)
+        self.test_score = test_score  # samadapt/app/run_scores.py: the run's test metric, None if not tested
         self._image_key: str | None = None
 
     @classmethod
     def from_checkpoint(cls, path: Path, name: str, sam_checkpoint: str | None = None,
                         device: str = "cpu") -> "AppModel":
-        return cls(name, SamAdaptPredictor.from_checkpoint(path, sam_checkpoint, device=device))
+        return cls(name, SamAdaptPredictor.from_checkpoint(path, sam_checkpoint, device=device),
+                   read_test_score(path))
 
     @property
     def label(self) -> str:
@@ -70,12 +75,11 @@ class AppModel:
         return self.predictor.reuses_image_embedding
 
     def info(self) -> dict:
-        if self.reuses_image_embedding:
-            encoding = "The image is encoded once when it is chosen; every prompt reuses that embedding."
-        else:
-            encoding = f"{self.method} reads the text inside the image encoder: the image is re-encoded for each text."
-        return {"name": self.name, "label": self.label, "method": self.method, "trained_prompts": self.trained,
-                "trained": describe(self.trained), "uses_text": self.predictor.uses_text, "encoding": encoding}
+        description = describe_method(self.predictor.model.method, self.reuses_image_embedding)
+        return {"name": self.name, "label": self.label, "method": method_label(self.predictor.module.hparams),
+                "trained_prompts": self.trained, "trained": describe(self.trained),
+                "uses_text": self.predictor.uses_text, "reuses_image_embedding": self.reuses_image_embedding,
+                "description": description, "test": self.test_score}
 
     def refusal(self, prompts: Prompts) -> str | None:
         """A plain sentence when this adapter was not trained for these prompts, else None."""
@@ -106,6 +110,7 @@ class AppModel:
         refused = self.refusal(prompts)
         if refused:
             return Answer(self.name, refused)
+        start = time.perf_counter()
         encoded = self.prepare(image_key, rgb) and self.reuses_image_embedding
         try:
             result = self.predictor.predict(text=prompts.text, points=prompts.points or None,
@@ -113,14 +118,12 @@ class AppModel:
                                             boxes=[prompts.box] if prompts.box is not None else None)
         except SamAdaptError as err:
             return Answer(self.name, str(err))
-        mask = result.masks[0]
-        drawn = draw_prompts(overlay(rgb, mask), prompts.kinds, torch.tensor(prompts.points or [[0.0, 0.0]]),
-                             torch.tensor(prompts.point_labels or [-1]), torch.tensor(prompts.box or (0.0,) * 4))
-        combo = "+".join(sorted(prompts.kinds)) or "none"
-        note = "" if combo in self.trained else f"This combination was not in training ({describe(self.trained)}). "
+        trained = describe(self.trained)
+        note = "" if prompts.kinds in self.trained_combos else f"Trained with {trained}, not this combination. "
         if not self.reuses_image_embedding:
             encoded = True
-            note += "Image re-encoded with this text."
+            note += "Image re-encoded for this request."
         else:
             note += "Image encoded for this image." if encoded else "Reused this image's embedding."
-        return Answer(self.name, note.strip(), mask, drawn, float(result.scores[0]), encoded)
+        return Answer(self.name, note.strip(), result.masks[0], float(result.scores[0]), encoded,
+                      round(time.perf_counter() - start, 3))

@@ -1,8 +1,9 @@
 """`samadapt serve --ckpt RUN.ckpt [--ckpt OTHER.ckpt ...] [--port 7860] [--host 127.0.0.1] [--examples DIR]`
 or `samadapt serve --demo runs/demo`: every demo method's newest checkpoint, the demo's images as examples.
 
-A local web page to try trained adapters: pick or upload an image, type text, click positive and negative
-points, click two box corners; each checkpoint's mask is shown side by side with its score, as a PNG to download.
+A local web page to compare trained adapters: choose the runs (two by default; the list gives each run's method,
+training prompts and test score), pick or upload an image, type text, click positive and negative points, drag a
+box; each chosen run's mask is drawn over the image side by side, with its score, area and a PNG to download.
 """
 
 import argparse
@@ -67,7 +68,7 @@ def load_models(checkpoints: list[Path], sam_checkpoint: str | None, device: str
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="samadapt serve", description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", type=Path, action="append", default=[],
-                        help="a training run's checkpoint (.ckpt); repeat to compare runs side by side")
+                        help="a training run's checkpoint (.ckpt); repeat it to offer several runs to compare")
     parser.add_argument("--demo", type=Path, default=None, metavar="DIR",
                         help="also serve every method `samadapt demo --out DIR` trained (make app: runs/demo)")
     parser.add_argument("--port", type=int, default=7860, help="0 picks a free port")

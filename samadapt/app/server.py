@@ -1,11 +1,13 @@
 """The web app's HTTP side, on the standard library: one page, a JSON API, images and masks kept in memory.
 
 GET  /                      the page (page.html)
-GET  /api/info              the models (method, trained prompts, how the image is encoded) and example names
+GET  /api/info              the runs (method, trained prompts, description, test score) and example names
 GET  /examples/<name>       an example image
-POST /api/image             an image's bytes -> {"image_id", "width", "height"}; each model prepares it once
-POST /api/segment           {"image_id", "text", "points", "labels", "box"} -> one result per model
-GET  /result/<id>.png       a mask (0/255) or overlay PNG named in a result
+POST /api/image[?run=A&run=B]  an image's bytes -> {"image_id", "width", "height"}; the named runs (default:
+                            all) prepare it at once, the others when they first segment it
+POST /api/segment           {"image_id", "text", "points", "labels", "box", "runs": [names]} -> one result per run
+                            named (default: every run)
+GET  /result/<id>.png       a mask PNG (0/255, the image's size) named in a result
 Errors the user can fix come back as {"error": "<a plain sentence>"} with status 400.
 """
 
@@ -84,12 +86,25 @@ class App:
     def info(self) -> dict:
         return {"models": [m.info() for m in self.models], "examples": list(self.examples)}
 
-    def add_image(self, data: bytes) -> dict:
+    def chosen(self, names) -> list[AppModel]:
+        """The runs named, in the order given; every run when `names` is None."""
+        if names is None:
+            return self.models
+        by_name = {m.name: m for m in self.models}
+        if not isinstance(names, list) or not names:
+            raise SamAdaptError("Choose at least one run to compare.")
+        unknown = [str(n) for n in names if n not in by_name]
+        if unknown:
+            raise SamAdaptError(f"No run named {unknown[0]!r} is served; choose among {', '.join(by_name)}.")
+        return [by_name[n] for n in dict.fromkeys(names)]
+
+    def add_image(self, data: bytes, runs: list[str] | None = None) -> dict:
+        chosen = self.chosen(runs)
         rgb = decode_image(data)
         image_id = hashlib.sha256(data).hexdigest()[:16]
         self.images.put(image_id, rgb)
         with self.lock:
-            for model in self.models:
+            for model in chosen:
                 model.prepare(image_id, rgb)
         return {"image_id": image_id, "width": rgb.shape[1], "height": rgb.shape[0]}
 
@@ -99,18 +114,19 @@ class App:
             raise SamAdaptError("No image: choose an example or upload an image first.")
         rgb = self.images[image_id]
         prompts = parse_prompts(request, rgb.shape[:2])
+        chosen = self.chosen(request.get("runs"))
         results = []
         with self.lock:
-            answers = [model.segment(image_id, rgb, prompts) for model in self.models]
-        for index, answer in enumerate(answers):
+            answers = [model.segment(image_id, rgb, prompts) for model in chosen]
+        for answer in answers:
             entry = {"model": answer.model, "message": answer.message, "refused": answer.mask is None,
-                     "score": answer.score, "encoded_image": answer.encoded_image}
+                     "score": answer.score, "encoded_image": answer.encoded_image, "seconds": answer.seconds}
             if answer.mask is not None:
-                key = hashlib.sha256(json.dumps([image_id, index, request], sort_keys=True).encode()).hexdigest()[:16]
+                key = hashlib.sha256(json.dumps([image_id, answer.model, request], sort_keys=True).encode())
+                key = key.hexdigest()[:16]
                 self.results.put(f"{key}-mask", png_bytes(answer.mask.astype(np.uint8) * 255))
-                self.results.put(f"{key}-overlay", png_bytes(answer.overlay))
-                entry.update(mask_url=f"/result/{key}-mask.png", overlay_url=f"/result/{key}-overlay.png",
-                             foreground=float(answer.mask.mean()))
+                entry.update(mask_url=f"/result/{key}-mask.png", foreground=float(answer.mask.mean()),
+                             mask_pixels=int(answer.mask.sum()))
             results.append(entry)
         return {"results": results}
 
@@ -153,10 +169,11 @@ class Handler(BaseHTTPRequestHandler):
                                  f"{MAX_UPLOAD_BYTES // 2**20} MB."}, HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
             return
         body = self.rfile.read(length)
+        path, _, query = self.path.partition("?")
         try:
-            if self.path == "/api/image":
-                self._json(self.app.add_image(body))
-            elif self.path == "/api/segment":
+            if path == "/api/image":
+                self._json(self.app.add_image(body, urllib.parse.parse_qs(query).get("run")))
+            elif path == "/api/segment":
                 try:
                     request = json.loads(body or b"{}")
                 except json.JSONDecodeError as err:

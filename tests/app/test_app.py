@@ -1,44 +1,17 @@
-"""`samadapt serve`: the page in headless Chromium shows the predictor's own masks; the API refuses in sentences."""
+"""`samadapt serve`'s API: bad input refused in sentences, the chosen runs only, each image encoded once when the
+method allows it, and prompts a run was not trained with refused. The page itself: tests/app/test_page.py."""
 
 import json
-import shutil
-import threading
 import urllib.error
 import urllib.request
-from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from samadapt.app.adapter import AppModel, Prompts
-from samadapt.app.serve import load_models
-from samadapt.app.server import App, make_server
-from samadapt.inference.predictor import SamAdaptPredictor
-from samadapt.inference.segment import overlay
+from tests.app.conftest import example_images
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "runs" / "test-artifacts"
 TEXT = "the red circle"
-
-
-def example_images(shapes_root: str) -> list[Path]:
-    return sorted((Path(shapes_root) / "images" / "train2014").glob("*.jpg"))[:4]  # 160 x 120 each
-
-
-@pytest.fixture(scope="module")
-def served(trained_runs, shapes_root):
-    """The app on a free loopback port with two runs side by side: shallow fusion (image encoded once) and
-    L-DIT (text inside the encoder). Yields (base URL, App)."""
-    models = load_models([trained_runs["shallow"][1], trained_runs["ldit"][1]], None, "cpu")
-    app = App(models, example_images(shapes_root))
-    server = make_server(app, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", app
-    server.shutdown()
-    server.server_close()
 
 
 def post(url: str, body: bytes | dict) -> tuple[int, dict]:
@@ -48,81 +21,6 @@ def post(url: str, body: bytes | dict) -> tuple[int, dict]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read())
-
-
-def fetch_png(url: str) -> np.ndarray:
-    with urllib.request.urlopen(url, timeout=30) as response:
-        return np.asarray(Image.open(response))
-
-
-def expected_mask(ckpt: Path, image: Path, **prompts) -> tuple[np.ndarray, float]:
-    result = SamAdaptPredictor.from_checkpoint(ckpt).predict(image=image, **prompts)
-    return result.masks[0], float(result.scores[0])
-
-
-def chromium_driver(profile: Path):
-    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        pytest.skip(f"Chromium is not installed ({CHROMIUM}, {CHROMEDRIVER}): "
-                    "apt-get install -y chromium chromium-driver (.ci/run does this)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1400,1250", f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-
-
-def test_page_shows_the_predictors_masks_side_by_side(served, trained_runs, shapes_root, tmp_path):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    url, _ = served
-    image = example_images(shapes_root)[1]
-    driver = chromium_driver(tmp_path / "profile")
-    try:
-        wait = WebDriverWait(driver, 30)
-        driver.get(url)
-        wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
-        models_text = driver.find_element(By.ID, "models").text
-        assert "re-encoded for each text" in models_text and "encoded once" in models_text
-        driver.find_element(By.CSS_SELECTOR, f"#examples img[data-name='{image.name}']").click()
-        wait.until(lambda d: "160 x 120" in d.find_element(By.ID, "size").text)
-        driver.find_element(By.ID, "text").send_keys(TEXT)
-        driver.find_element(By.ID, "segment").click()
-        wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-segmented") == "1")
-        wait.until(lambda d: all(img.get_attribute("naturalWidth") == "160"
-                                 for img in d.find_elements(By.CSS_SELECTOR, ".result img.overlay")))
-        panels = driver.find_elements(By.CSS_SELECTOR, ".result")
-        assert [p.get_attribute("data-model") for p in panels] == ["shallow", "ldit"]
-        driver.save_screenshot(str(tmp_path / "app.png"))
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        shutil.copy(tmp_path / "app.png", ARTIFACTS / "app.png")
-
-        rgb = np.asarray(Image.open(image).convert("RGB"))
-        for panel, run in zip(panels, ("shallow", "ldit"), strict=True):
-            mask, score = expected_mask(trained_runs[run][1], image, text=TEXT)
-            assert 0.0 < mask.mean() < 1.0, "a mask with nothing on or everything on could not show a mismatch"
-            download = panel.find_element(By.CSS_SELECTOR, "a.download")
-            assert download.get_attribute("download") == f"{panel.get_attribute('data-model')}_mask.png"
-            shown_mask = fetch_png(download.get_attribute("href"))
-            np.testing.assert_array_equal(shown_mask == 255, mask)
-            assert set(np.unique(shown_mask)) <= {0, 255}
-            shown = fetch_png(panel.find_element(By.CSS_SELECTOR, "img.overlay").get_attribute("src"))
-            np.testing.assert_array_equal(shown, overlay(rgb, mask))  # the image shown is that mask over the image
-            assert f"{score:.3f}" in panel.find_element(By.CSS_SELECTOR, ".score").text
-        assert "re-encoded" in panels[1].find_element(By.CSS_SELECTOR, ".message").text
-
-        # a click adds a positive point: these text-only runs refuse it on the page, in a sentence
-        driver.find_element(By.ID, "marks").click()
-        wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-segmented") == "2")
-        refusals = [e.text for e in driver.find_elements(By.CSS_SELECTOR, ".result .refused")]
-        assert len(refusals) == 2 and all("not with clicked points" in r for r in refusals)
-    finally:
-        driver.quit()
 
 
 def test_api_refuses_bad_input_in_sentences(served, shapes_root):
@@ -159,7 +57,24 @@ def test_image_encoded_once_per_image_unless_the_encoder_reads_text(served, shap
     finally:
         for model in app.models:
             model._hook.remove()
-    assert calls == {"shallow": [1], "ldit": [3]}
+    assert calls == {"shallow": [1], "ldit": [3], "mixed": [1]}
+
+
+def test_only_the_chosen_runs_prepare_the_image_and_segment(served, shapes_root):
+    url, app = served
+    image = example_images(shapes_root)[3].read_bytes()
+    status, payload = post(f"{url}/api/image?run=nobody", image)
+    assert status == 400 and "No run named 'nobody'" in payload["error"] and "shallow, ldit, mixed" in payload["error"]
+    status, info = post(f"{url}/api/image?run=ldit&run=shallow", image)
+    assert status == 200
+    assert [m.name for m in app.models if m._image_key == info["image_id"]] == ["shallow", "ldit"]
+
+    status, payload = post(f"{url}/api/segment", {"image_id": info["image_id"], "text": TEXT, "runs": ["ldit"]})
+    assert status == 200 and [r["model"] for r in payload["results"]] == ["ldit"]
+    result = payload["results"][0]
+    assert result["mask_pixels"] == round(result["foreground"] * 160 * 120) and result["seconds"] > 0
+    status, payload = post(f"{url}/api/segment", {"image_id": info["image_id"], "text": TEXT, "runs": []})
+    assert status == 400 and payload["error"] == "Choose at least one run to compare."
 
 
 def fake_model(trained: list[str], uses_text: bool) -> AppModel:
