@@ -1,17 +1,22 @@
-"""`samadapt export --ckpt RUN.ckpt --out DIR`: a trained adapter as a small, pickle-free folder.
+"""`samadapt export --ckpt RUN.ckpt --out DIR`: a trained adapter as a small, pickle-free, Hub-ready folder.
 
     DIR/adapter.safetensors   the trainable weights (EMA weights when the run kept an EMA: what it evaluated)
-    DIR/adapter_config.json   base SAM variant (and its checkpoint's file name and SHA-256), method and options,
+    DIR/samadapt_config.json  base SAM variant (and its checkpoint's file name and SHA-256), method and options,
                               text encoder and options, image size, prompts and threshold
+    DIR/README.md             a Hugging Face model card: base SAM and hash, method, text encoder, data, the run's
+                              test metrics when it was tested, licence
 
-Loading needs the base SAM checkpoint and this folder only: `SamAdaptPredictor.from_export(DIR, sam_checkpoint)`.
-Each file is written atomically and the config last, so a folder with a config is complete.
+Loading needs the base SAM checkpoint and this folder only: `SamAdaptPredictor.from_pretrained(DIR or Hub id,
+sam_checkpoint)`. Each file is written atomically and the config last, so a folder with a config is complete.
+The config was `adapter_config.json` before; that name is peft's (another schema), so it is only read, for
+folders exported earlier. `--merge` writes an official SAM checkpoint instead (see merge_into_sam).
 """
 
 import argparse
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -19,12 +24,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from samadapt.errors import MissingFileError, SamAdaptError
+from samadapt.inference.model_card import data_of, model_card, run_results
 from samadapt.io import atomic_write, atomic_write_json
 from samadapt.training.module import SamAdaptModule
 
 log = logging.getLogger(__name__)
 WEIGHTS_FILE = "adapter.safetensors"
-CONFIG_FILE = "adapter_config.json"
+CONFIG_FILE = "samadapt_config.json"
+LEGACY_CONFIG_FILE = "adapter_config.json"  # read for one release; peft owns this name
+CARD_FILE = "README.md"
 FORMAT = "samadapt-adapter/1"
 # The module arguments that shape the network or its outputs; training-only arguments are left out.
 MODEL_ARGS = ("method", "method_options", "sam_variant", "image_size", "text_encoder", "text_options",
@@ -59,7 +67,7 @@ def adapter_weights(checkpoint: dict) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous().clone() for k, v in weights.items()}
 
 
-def export_adapter(checkpoint_path: str | Path, out: str | Path) -> Path:
+def export_adapter(checkpoint_path: str | Path, out: str | Path, license_id: str = "other") -> Path:
     checkpoint_path, out = Path(checkpoint_path), Path(out)
     checkpoint = read_checkpoint(checkpoint_path)
     hparams = dict(checkpoint["hyper_parameters"])
@@ -79,14 +87,19 @@ def export_adapter(checkpoint_path: str | Path, out: str | Path) -> Path:
         "exported_from": str(checkpoint_path),
     }
     atomic_write(out / WEIGHTS_FILE, lambda tmp: save_file(weights, tmp, metadata={"format": FORMAT}))
+    results = run_results(checkpoint_path)
+    card = model_card(config, data_of(checkpoint, results), results, license_id)
+    atomic_write(out / CARD_FILE, lambda tmp: Path(tmp).write_text(card))
     atomic_write_json(config, out / CONFIG_FILE)
     return out
 
 
 def read_export_config(folder: Path) -> dict:
     path = folder / CONFIG_FILE
+    if not path.is_file() and (folder / LEGACY_CONFIG_FILE).is_file():
+        path = folder / LEGACY_CONFIG_FILE
     if not path.is_file():
-        raise MissingFileError(path, "adapter config", "Give a folder written by `samadapt export`.")
+        raise MissingFileError(folder / CONFIG_FILE, "adapter config", "Give a folder written by `samadapt export`.")
     try:
         config = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
@@ -119,6 +132,36 @@ def load_export(folder: str | Path, sam_checkpoint: str | Path, text_options: di
                             f"describes ({len(odd)} weights differ, e.g. {odd[0]})")
     module.model.load_state_dict(weights, strict=False)
     return module.eval()
+
+
+def pretrained_folder(path_or_repo_id: str | Path, revision: str | None = None) -> Path:
+    """A local export folder as it is, or a Hub repository's files through huggingface_hub (cached)."""
+    if Path(path_or_repo_id).exists():
+        return Path(path_or_repo_id)
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(str(path_or_repo_id), revision=revision,
+                                      allow_patterns=["*.json", "*.safetensors", "*.md"]))
+    except (HfHubHTTPError, HFValidationError, LocalEntryNotFoundError, OSError, ValueError) as err:
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+        why = ("not in the Hugging Face cache, and HF_HUB_OFFLINE is set: download it once online, or"
+               if offline else f"the Hub did not give it ({type(err).__name__}): check the id and your access, or")
+        raise SamAdaptError(f"adapter {path_or_repo_id!r} is not a local folder and {why} give the folder "
+                            "`samadapt export` wrote") from None
+
+
+def load_pretrained(path_or_repo_id: str | Path, sam_checkpoint: str | Path | None = None,
+                    text_options: dict | None = None, revision: str | None = None) -> SamAdaptModule:
+    """An exported adapter from a folder or the Hub on its base SAM (default checkpoints/<the recorded file name>)."""
+    folder = pretrained_folder(path_or_repo_id, revision)
+    if sam_checkpoint is None:
+        name = read_export_config(folder)["base_sam"].get("checkpoint_name")
+        if not name:
+            raise SamAdaptError(f"{path_or_repo_id} does not name its base SAM checkpoint: pass sam_checkpoint=")
+        sam_checkpoint = Path("checkpoints") / name
+    return load_export(folder, sam_checkpoint, text_options)
 
 
 # Methods whose result is SAM itself with other weights, so an official checkpoint can hold it.
@@ -176,12 +219,15 @@ def main(argv: list[str] | None = None) -> None:
              "sam_model_registry[variant](checkpoint=OUT); for another size build the official classes with "
              "img_size=that size (the command prints it)")
     parser.add_argument("--sam-checkpoint", help="with --merge: the base SAM (default: the path the run recorded)")
+    parser.add_argument("--license", default="other",
+                        help="the licence field of the model card (a Hub licence id such as apache-2.0; default other)")
     args = parser.parse_args(argv)
     if args.merge:
         size = merge_into_sam(args.ckpt, args.out, args.sam_checkpoint)
         print(f"[export] {args.out}: an official-format SAM checkpoint for {size} px input"
               + ("" if size == 1024 else f" (build the official classes with img_size={size})"))
         return
-    out = export_adapter(args.ckpt, args.out)
+    out = export_adapter(args.ckpt, args.out, args.license)
     size = (out / WEIGHTS_FILE).stat().st_size
-    print(f"[export] {out / WEIGHTS_FILE} ({size / 2**20:.2f} MB) and {out / CONFIG_FILE}")
+    print(f"[export] {out / WEIGHTS_FILE} ({size / 2**20:.2f} MB), {out / CONFIG_FILE} and the model card "
+          f"{out / CARD_FILE}")

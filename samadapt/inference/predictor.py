@@ -144,6 +144,16 @@ class SamAdaptPredictor:
 
         return cls(load_export(folder, sam_checkpoint, text_options), device)
 
+    @classmethod
+    def from_pretrained(cls, path_or_repo_id: str | Path, sam_checkpoint: str | Path | None = None,
+                        text_options: dict | None = None, device: str | torch.device = "cpu",
+                        revision: str | None = None) -> "SamAdaptPredictor":
+        """From an export folder or a Hugging Face Hub repository holding one (fetched with huggingface_hub);
+        `sam_checkpoint` defaults to checkpoints/<the base SAM file name the adapter records>."""
+        from samadapt.inference.export import load_pretrained
+
+        return cls(load_pretrained(path_or_repo_id, sam_checkpoint, text_options, revision), device)
+
     # ---- what this adapter accepts ------------------------------------------------------------
     @property
     def reuses_image_embedding(self) -> bool:

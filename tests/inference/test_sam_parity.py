@@ -213,7 +213,7 @@ def test_exported_adapter_keeps_the_threshold_rule(setup, tmp_path):
     """threshold 0 on logits (SAM's rule) survives `samadapt export`: the loaded adapter gives SamPredictor's masks
     (before, export dropped threshold_on and 0 was read as a probability: every pixel foreground)."""
     main(["export", "--ckpt", str(setup["ckpt"]), "--out", str(tmp_path / "adapter")])
-    config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    config = json.loads((tmp_path / "adapter" / "samadapt_config.json").read_text())
     assert config["module"]["threshold"] == 0.0 and config["module"]["threshold_on"] == "logits"
     predictor = SamAdaptPredictor.from_export(tmp_path / "adapter", sam_checkpoint=setup["sam_path"])
     prompt = PROMPTS["box"]
