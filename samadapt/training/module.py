@@ -13,6 +13,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from samadapt.embedding_cache import cache_plan
 from samadapt.errors import SamAdaptError
 from samadapt.evaluation.protocol import (
+    RESOLUTIONS,
     EvalMetrics,
     check_family,
     check_threshold,
@@ -54,11 +55,15 @@ class SamAdaptModule(L.LightningModule):
         optimizer: Literal["adamw", "adam"] = "adamw",
         lr: float = 1e-4,
         betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
         weight_decay: float = 0.0,
         scheduler: Literal["none", "cosine"] = "none",
         warmup_steps: int = 0,
         warmup_epochs: float = 0.0,
+        warmup_start_lr: float | None = None,
+        min_lr: float = 0.0,
         ema_decay: float | None = None,
+        ema_warmup: bool = False,
         threshold: float = 0.5,
         threshold_on: Literal["probs", "logits"] = "probs",
         strict_pk: bool = True,
@@ -66,7 +71,7 @@ class SamAdaptModule(L.LightningModule):
         lr_scaling: LrScaling = "none",
         lr_reference_batch: int | None = None,
         metrics: Literal["auto", "referring", "sod", "semantic"] = "auto",
-        eval_resolution: Literal["auto", "original", "model"] = "auto",
+        eval_resolution: Literal["auto", "original", "original_binary", "model"] = "auto",
         **model_args,
     ) -> None:
         """
@@ -78,9 +83,16 @@ class SamAdaptModule(L.LightningModule):
             loss_weights: terms of the loss, default {"bce": 1, "dice": 1, "iou": 1} (iou trains the IoU head);
                 SAM's own recipe is {"focal": 20, "dice": 1, "iou": 1}. A method's auxiliary terms (plm with PMM:
                 "pmm") are added in training with the weight given here, 1 when not given.
-            optimizer, lr, betas, weight_decay: Adam(W) over the trainable parameters only.
-            scheduler, warmup_steps / warmup_epochs: linear warm-up, then constant or cosine to zero.
+            optimizer, lr, betas, eps, weight_decay: Adam(W) over the trainable parameters only (eps: Adam's
+                epsilon; the released DIT code uses 1e-9).
+            scheduler, warmup_steps / warmup_epochs: linear warm-up, then constant or cosine to min_lr.
+            warmup_start_lr: None: the warm-up factor is (step + 1) / warmup; a value: the warm-up runs linearly
+                from this lr at step 0 up to lr (the released DIT code: 1e-7).
+            min_lr: where the cosine ends (the released DIT code: 1e-6); lr, min_lr and warmup_start_lr are
+                absolute rates (lr after lr_scaling).
             ema_decay: keep an EMA of the trainable weights and evaluate with it (DIT: 0.999 or so).
+            ema_warmup: the released DIT code's EMA: the shadow starts at the weights before training and update
+                t uses decay min(ema_decay, (t + 1) / (t + 10)); the update count travels in checkpoints.
             threshold / threshold_on: a pixel is foreground when sigmoid(logit) > threshold ("probs"; DIT
                 evaluates at 0.35) or logit > threshold ("logits"; SAM's 0, the same masks as probs 0.5).
             strict_pk: P@k counts IoU > k (published DIT code) or >= k (LAVT) when False.
@@ -91,8 +103,10 @@ class SamAdaptModule(L.LightningModule):
             metrics: "referring" (oIoU, mIoU, P@k), "sod" (those + MAE, S/E/weighted-F/F-measure), "semantic"
                 (those + classIoU, objectIoU); "auto" follows the DataModule (see samadapt/evaluation.py).
             eval_resolution: "original" (predictions resized back to each image's size, compared with the
-                original target, as published evaluations do), "model" (letterboxed frame, fast) or "auto"
-                (model for validation while fitting, original for test / validate / predict).
+                original target, as published evaluations do), "original_binary" (the released DIT code's:
+                binarise at the model's size, then resize the mask; referring metrics only), "model" (letterboxed
+                frame, fast) or "auto" (model for validation while fitting, original for test / validate /
+                predict).
             model_args: SamAdaptModel's arguments (samadapt/model.py): the method, SAM and text encoder.
         """
         super().__init__()
@@ -115,14 +129,17 @@ class SamAdaptModule(L.LightningModule):
         self.auxiliary_weights = {name: float(weights.pop(name, 1.0)) for name in method_terms}
         self.loss = SegmentationLoss(weights)
         check_threshold(threshold, threshold_on)
-        if eval_resolution not in ("auto", "original", "model"):
-            raise SamAdaptError(f"eval_resolution must be auto, original or model, got {eval_resolution!r}")
+        if eval_resolution != "auto" and eval_resolution not in RESOLUTIONS:
+            raise SamAdaptError(f"eval_resolution must be auto or one of {', '.join(RESOLUTIONS)}, "
+                                f"got {eval_resolution!r}")
         self.metric_family = "referring" if metrics == "auto" else check_family(metrics)
         self.val_metrics = self._metrics()
         self.test_metrics = torch.nn.ModuleList()
         self.test_pooled = self._metrics()  # every test split together
         self.test_split_names: list[str] = []
-        self.ema = EMA(self.model, ema_decay) if ema_decay else None
+        if ema_warmup and not ema_decay:
+            raise SamAdaptError("ema_warmup needs an EMA: set model.ema_decay (the released DIT code: 0.9997)")
+        self.ema = EMA(self.model, ema_decay, warmup=ema_warmup) if ema_decay else None
         self._ema_scope = ExitStack()
         self._prompt_rng = random.Random(0)
 
@@ -185,6 +202,7 @@ class SamAdaptModule(L.LightningModule):
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
         if self.ema is not None:
             checkpoint["ema"] = self.ema.state_dict()
+            checkpoint["ema_updates"] = self.ema.updates  # a resumed run continues the same decay sequence
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         expected = {"model." + k for k in self.model.trainable_state_dict()}
@@ -197,7 +215,7 @@ class SamAdaptModule(L.LightningModule):
         for key, value in self.state_dict().items():
             checkpoint["state_dict"].setdefault(key, value)
         if self.ema is not None and "ema" in checkpoint:
-            self.ema.load_state_dict(checkpoint["ema"])
+            self.ema.load_state_dict(checkpoint["ema"], updates=checkpoint.get("ema_updates"))
 
     # ---- steps -------------------------------------------------------------------------------
     def forward(self, batch: dict, prompts: str | None = None):
@@ -336,7 +354,8 @@ class SamAdaptModule(L.LightningModule):
                                 "`samadapt validate` or `samadapt test` (no fit, no checkpoint needed)")
         hp = self.hparams
         return configure_optimization(  # the trainer is read only to scale lr or to lay out a schedule
-            params, self._trainer, optimizer=hp.optimizer, lr=hp.lr, betas=hp.betas, weight_decay=hp.weight_decay,
-            scheduler=hp.scheduler, warmup_steps=hp.warmup_steps, warmup_epochs=hp.warmup_epochs,
+            params, self._trainer, optimizer=hp.optimizer, lr=hp.lr, betas=hp.betas, eps=hp.eps,
+            weight_decay=hp.weight_decay, scheduler=hp.scheduler, warmup_steps=hp.warmup_steps,
+            warmup_epochs=hp.warmup_epochs, warmup_start_lr=hp.warmup_start_lr, min_lr=hp.min_lr,
             lr_scaling=hp.lr_scaling, lr_reference_batch=hp.lr_reference_batch,
         )

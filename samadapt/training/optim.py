@@ -1,9 +1,12 @@
 """The optimizer and its schedule, and the learning rate for a recipe's global batch.
 
-Adam(W) over the trainable parameters only; a linear warm-up, then a constant or cosine-to-zero rate, stepped
-every optimizer step. global batch = batch per device x devices x nodes x gradient-accumulation steps. A recipe
-states its global batch (DIT: 64); `global_batch_accumulation` finds the accumulation that keeps it on the
-hardware at hand, or says which setting to change. Learning-rate scaling is explicit: off unless asked for.
+Adam(W) over the trainable parameters only; a linear warm-up, then a constant or cosine rate, stepped every
+optimizer step. By default the warm-up factor is (step + 1) / warmup and the cosine ends at zero;
+`warmup_start_lr` and `min_lr` give the released DIT code's 'wcosine' (utils/utils.py, get_lr_scheduler): a
+warm-up linear from warmup_start_lr, then a cosine from lr down to min_lr.
+global batch = batch per device x devices x nodes x gradient-accumulation steps. A recipe states its global batch
+(DIT: 64); `global_batch_accumulation` finds the accumulation that keeps it on the hardware at hand, or says which
+setting to change. Learning-rate scaling is explicit: off unless asked for.
 """
 
 import math
@@ -61,17 +64,36 @@ def effective_lr(trainer, *, lr: float, lr_scaling: LrScaling, lr_reference_batc
     return scaled_lr(lr, global_batch, lr_reference_batch, lr_scaling)
 
 
-def warmup_then(scheduler: Literal["none", "cosine"], warmup: int, total: int):
-    """The lr factor at each optimizer step: linear warm-up over `warmup` steps, then 1 or cosine to 0 at `total`."""
+def warmup_then(scheduler: Literal["none", "cosine"], warmup: int, total: int, *, lr: float = 1.0,
+                warmup_start_lr: float | None = None, min_lr: float = 0.0):
+    """The lr factor (of `lr`) at each optimizer step: linear warm-up over `warmup` steps, then 1, or a cosine that
+    reaches min_lr at `total`. The warm-up factor is (step + 1) / warmup, or, with `warmup_start_lr`, linear from
+    warmup_start_lr at step 0: lr(step) = warmup_start_lr + step * (lr - warmup_start_lr) / warmup."""
+    start = None if warmup_start_lr is None else warmup_start_lr / lr
+    floor = min_lr / lr if min_lr else 0.0  # 0 by default: floor + (1 - floor) * c is c, today's factor exactly
 
     def factor(step: int) -> float:
         if step < warmup:
-            return (step + 1) / warmup
+            return (step + 1) / warmup if start is None else start + step * (1 - start) / warmup
         if scheduler == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+            cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+            return floor + (1 - floor) * cosine
         return 1.0
 
     return factor
+
+
+def check_schedule(scheduler: str, lr: float, warmup_start_lr: float | None, min_lr: float, warms_up: bool) -> None:
+    """A schedule option that would be ignored, or a rate outside [0, lr], is an error."""
+    if warmup_start_lr is not None and not warms_up:
+        raise SamAdaptError(f"warmup_start_lr={warmup_start_lr} is where the warm-up starts: it needs "
+                            "model.warmup_steps or model.warmup_epochs")
+    if min_lr and scheduler != "cosine":
+        raise SamAdaptError(f"min_lr={min_lr} is where the cosine ends: it needs model.scheduler=cosine "
+                            f"(got {scheduler!r}); remove min_lr or set scheduler: cosine")
+    for name, value in (("min_lr", min_lr), ("warmup_start_lr", warmup_start_lr)):
+        if value is not None and not 0 <= value <= lr:
+            raise SamAdaptError(f"{name}={value} must lie between 0 and lr={lr}")
 
 
 def configure_optimization(
@@ -87,11 +109,15 @@ def configure_optimization(
     warmup_epochs: float,
     lr_scaling: LrScaling,
     lr_reference_batch: int | None,
+    eps: float = 1e-8,
+    min_lr: float = 0.0,
+    warmup_start_lr: float | None = None,
 ):
     """What LightningModule.configure_optimizers returns: the optimizer, with its per-step schedule if any."""
     optimizer_class = torch.optim.AdamW if optimizer == "adamw" else torch.optim.Adam
     lr = effective_lr(trainer, lr=lr, lr_scaling=lr_scaling, lr_reference_batch=lr_reference_batch)
-    built = optimizer_class(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay)
+    built = optimizer_class(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+    check_schedule(scheduler, lr, warmup_start_lr, min_lr, warms_up=bool(warmup_steps or warmup_epochs))
     if scheduler == "none" and not warmup_steps and not warmup_epochs:
         return built
     total = max(1, trainer.estimated_stepping_batches)
@@ -99,5 +125,6 @@ def configure_optimization(
     if warmup_epochs:
         epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1
         warmup = int(warmup_epochs * total / epochs)
-    schedule = torch.optim.lr_scheduler.LambdaLR(built, warmup_then(scheduler, warmup, total))
+    factor = warmup_then(scheduler, warmup, total, lr=lr, warmup_start_lr=warmup_start_lr, min_lr=min_lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(built, factor)
     return {"optimizer": built, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -69,3 +69,29 @@ def test_warmup_follows_the_released_dit_rule():
         shadow = decay * shadow + (1 - decay) * (t + 1)
         assert ema.shadow["weight"].item() == pytest.approx(shadow, rel=1e-6)
     assert ema.updates == 30 and ema.current_decay() == pytest.approx(31 / 40)
+
+
+def test_module_ema_warmup_starts_at_the_weights_and_its_update_count_survives_a_checkpoint(tiny_sam_checkpoint,
+                                                                                          tmp_path):
+    module = SamAdaptModule(method="decoder_only", sam_variant="tiny", sam_checkpoint=tiny_sam_checkpoint,
+                            image_size=TEST_SIZE, eval_prompts="none", ema_decay=0.9997, ema_warmup=True)
+    weight = module.model.sam.mask_decoder.iou_token.weight
+    before = weight.detach().clone()
+    assert torch.equal(module.ema.shadow["sam.mask_decoder.iou_token.weight"], before)  # before any update
+    for _ in range(3):
+        with torch.no_grad():
+            weight.add_(1.0)
+        module.ema.update()
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, max_steps=0)
+    trainer.strategy.connect(module)
+    path = tmp_path / "ema.ckpt"
+    trainer.save_checkpoint(path)
+    assert torch.load(path, weights_only=True)["ema_updates"] == 3
+    restored = SamAdaptModule.load_from_checkpoint(path)
+    assert restored.ema.warmup and restored.ema.updates == 3
+    assert restored.ema.current_decay() == pytest.approx(4 / 13)  # the 4th update continues the sequence
+    assert torch.equal(restored.ema.shadow["sam.mask_decoder.iou_token.weight"],
+                       module.ema.shadow["sam.mask_decoder.iou_token.weight"])
+    with pytest.raises(SamAdaptError, match="ema_decay"):
+        SamAdaptModule(method="decoder_only", sam_variant="tiny", sam_checkpoint=tiny_sam_checkpoint,
+                       image_size=TEST_SIZE, eval_prompts="none", ema_warmup=True)

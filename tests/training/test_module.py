@@ -174,3 +174,16 @@ def test_warmup_then_cosine_schedule_and_lr_scaling():
     plain = configure_optimization([param], None, **{**settings, "scheduler": "none", "warmup_epochs": 0,
                                                       "lr_scaling": "none"})
     assert isinstance(plain, torch.optim.Optimizer) and plain.param_groups[0]["lr"] == 1e-3
+
+
+def test_original_binary_eval_resolution_evaluates(tiny_sam_checkpoint, shapes_root):
+    """The released DIT code's evaluation (binarise at the model's size, then resize the mask) is a module option."""
+    module = make_module(tiny_sam_checkpoint, "decoder_only", eval_prompts="points", eval_resolution="original_binary")
+    assert module.eval_resolution() == "original_binary"
+    batch = tiny_batch(shapes_root)
+    with torch.no_grad():
+        module.eval()._evaluate(batch, module.val_metrics)
+    values = module.val_metrics["points"].compute()
+    assert 0.0 <= float(values["oIoU"]) <= 1.0 and len(module.val_metrics["points"].per_sample()) == len(batch["text"])
+    with pytest.raises(SamAdaptError, match="original_binary"):
+        make_module(tiny_sam_checkpoint, "decoder_only", eval_prompts="none", eval_resolution="binary")

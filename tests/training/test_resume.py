@@ -24,8 +24,9 @@ def resume_config(tmp_path: Path, kill: dict | None) -> str:
         "trainer": {"logger": False, "enable_progress_bar": False, "enable_model_summary": False,
                     "deterministic": True, "callbacks": callbacks, "max_steps": MAX_STEPS,
                     "val_check_interval": 5, "check_val_every_n_epoch": None},
-        # mixed prompts (the module's prompt-kind generator), dropout (global torch RNG), EMA, warm-up + cosine
-        "model": {"train_prompts": {"text": 0.5, "box": 0.3, "points": 0.2}, "ema_decay": 0.9,
+        # mixed prompts (the module's prompt-kind generator), dropout (global torch RNG), EMA with warm-up (its
+        # decay changes every update, so the update count must survive the resume), lr warm-up + cosine
+        "model": {"train_prompts": {"text": 0.5, "box": 0.3, "points": 0.2}, "ema_decay": 0.9, "ema_warmup": True,
                   "method_options": {"dropout": 0.2}, "warmup_steps": 4, "scheduler": "cosine"},
         # per-sample randomness in the data: random sentence, flip with left/right swap, colour jitter, box jitter
         "data": {"init_args": {"hflip": True, "color_jitter": True, "box_jitter": 0.1}},
@@ -84,6 +85,7 @@ def test_sigkill_at_three_points_then_resume_is_bit_identical(tiny_sam_checkpoin
     assert got["state_dict"].keys() == want["state_dict"].keys()
     for key, value in want["state_dict"].items():
         assert torch.equal(got["state_dict"][key], value), f"trainable weight {key} differs after resume"
+    assert got["ema_updates"] == want["ema_updates"] == MAX_STEPS
     for key, value in want["ema"].items():
         assert torch.equal(got["ema"][key], value), f"EMA of {key} differs after resume"
     moments = [(s["exp_avg"], s["exp_avg_sq"]) for s in want["optimizer_states"][0]["state"].values()]
