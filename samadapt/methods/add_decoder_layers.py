@@ -2,7 +2,8 @@
 
 Text tokens become extra sparse prompt tokens as in shallow fusion, and N more two-way attention blocks
 (segment-anything's own class, freshly initialised, trainable) are appended to the decoder's transformer, so
-they get more rounds of cross-attention with the image.
+they get more rounds of cross-attention with the image. `projection` chooses the text projection as in
+shallow fusion ("linear": the released code's default_sam_add_2, one Linear).
 """
 
 from typing import Literal
@@ -21,14 +22,20 @@ class AddDecoderLayers(Method):
     uses_text = True
 
     def __init__(self, num_layers: int = 2, text_tokens: Literal["tokens", "pooled"] = "tokens",
-                 dropout: float = 0.1) -> None:
+                 dropout: float = 0.1, projection: Literal["mlp", "linear"] = "mlp") -> None:
+        """
+        Args:
+            num_layers: two-way attention blocks appended to the decoder.
+            text_tokens, dropout, projection: the text projection, as in shallow_fusion.
+        """
         super().__init__()
         if num_layers < 1:
             raise SamAdaptError(f"add_decoder_layers: num_layers must be >= 1, got {num_layers}")
-        self.num_layers, self.text_tokens, self.dropout = num_layers, text_tokens, dropout
+        self.num_layers, self.text_tokens, self.dropout, self.projection = num_layers, text_tokens, dropout, projection
 
     def attach(self, sam: Sam, text_encoder: TextEncoder | None) -> None:
-        self.to_prompt = TextToPromptTokens(text_encoder, sam.prompt_encoder.embed_dim, self.text_tokens, self.dropout)
+        self.to_prompt = TextToPromptTokens(text_encoder, sam.prompt_encoder.embed_dim, self.text_tokens, self.dropout,
+                                            self.projection)
         transformer = sam.mask_decoder.transformer
         first = transformer.layers[0]
         for _ in range(self.num_layers):

@@ -30,18 +30,25 @@ class Bottleneck(nn.Module):
 
 class TextToPromptTokens(nn.Module):
     """Text -> extra sparse prompt tokens for SAM's decoder: every text token ("tokens") or the pooled sentence
-    vector ("pooled"), projected to the prompt width by a small MLP."""
+    vector ("pooled"), projected to the prompt width by a small MLP (Linear, GELU, dropout, Linear) or, with
+    projection "linear", by one Linear followed by the dropout (the released DIT code's "Default" baseline,
+    models/default_sam/net.py `text_proj`, has no dropout: set dropout 0 with it)."""
 
     def __init__(self, text_encoder: TextEncoder, prompt_dim: int, source: Literal["tokens", "pooled"] = "tokens",
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, projection: Literal["mlp", "linear"] = "mlp") -> None:
         super().__init__()
         if source not in ("tokens", "pooled"):
             raise SamAdaptError(f"text_tokens must be tokens or pooled, got {source!r}")
+        if projection not in ("mlp", "linear"):
+            raise SamAdaptError(f"projection must be mlp or linear, got {projection!r}")
         self.source = source
         text_dim = text_encoder.dim if source == "tokens" else text_encoder.pooled_dim
-        self.net = nn.Sequential(
-            nn.Linear(text_dim, prompt_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(prompt_dim, prompt_dim)
-        )
+        if projection == "linear":
+            self.net = nn.Sequential(nn.Linear(text_dim, prompt_dim), nn.Dropout(dropout))
+        else:
+            self.net = nn.Sequential(
+                nn.Linear(text_dim, prompt_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(prompt_dim, prompt_dim)
+            )
 
     def append(self, sparse: torch.Tensor, text: TextFeatures | None) -> torch.Tensor:
         """One sample's sparse prompt embeddings (1,N,C) with its text tokens appended (unchanged without text)."""

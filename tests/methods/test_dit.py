@@ -127,3 +127,58 @@ def test_add_decoder_layers_and_trainable_text_encoder(tiny_sam_checkpoint, tiny
     text_grads = [p.grad for p in module.model.text_encoder.parameters()]
     assert any(g is not None and g.abs().sum() > 0 for g in text_grads)
     assert module.parameter_counts()["trainable_params"] == module.model.trainable_count
+
+
+def test_e2e_reprojections_start_as_identity_or_at_zero(tiny_sam_checkpoint, tiny_bert):
+    """E-DIT's later blocks re-project the previous block's text: identity by default, zero as the released code."""
+    for init, expected in (("identity", torch.eye), ("zero", torch.zeros)):
+        blocks = wrappers(dit(tiny_sam_checkpoint, tiny_bert, mode="e2e", reproject_init=init))
+        assert blocks[0].extra_tokens.proj.weight.abs().sum() == 0  # the first projection is zero either way
+        for block in blocks[1:]:
+            weight = block.extra_tokens.proj.weight
+            assert torch.equal(weight, expected(*weight.shape)) and block.extra_tokens.proj.bias.abs().sum() == 0
+
+
+def test_shared_text_projection_is_the_released_vith_parametrisation(tiny_sam_checkpoint, tiny_bert):
+    """One Linear(text -> width, default init) on the text, then each block's zero-initialised width x width."""
+    module = dit(tiny_sam_checkpoint, tiny_bert, shared_text_projection=True, token_dropout=0.0).eval()
+    method, text_dim = module.model.method, module.model.text_encoder.dim
+    width = module.model.sam.image_encoder.patch_embed.proj.out_channels
+    assert method.text_projection.weight.shape == (width, text_dim) and method.text_projection.weight.abs().sum() > 0
+    blocks = wrappers(module)
+    assert all(b.extra_tokens.proj.weight.shape == (width, width) for b in blocks)
+    assert all(b.extra_tokens.proj.weight.abs().sum() == 0 for b in blocks)
+    assert "method.text_projection.weight" in module.model.trainable_state_dict()
+    seen = {}
+    original = blocks[1].extra_tokens.forward
+    blocks[1].extra_tokens.forward = lambda ctx, x: seen.setdefault("tokens", original(ctx, x))
+    text = module.model.text_encoder(["the red circle", "a square"])
+    with torch.no_grad():
+        blocks[1].extra_tokens.proj.weight.normal_(std=0.5)
+        module.model.method.encode(module.model.sam, images(), text)
+        expected = blocks[1].extra_tokens.proj(method.text_projection(text.tokens))
+    assert torch.allclose(seen["tokens"][0], expected, atol=1e-6)
+
+
+def test_decoder_text_projection_is_one_linear(tiny_sam_checkpoint, tiny_bert):
+    """DIT's text reaches the decoder through one Linear(text -> prompt width), as the code's `text_proj`."""
+    module = dit(tiny_sam_checkpoint, tiny_bert)
+    to_decoder = module.model.method.to_decoder
+    assert type(to_decoder) is torch.nn.Linear
+    assert to_decoder.weight.shape == (module.model.sam.prompt_encoder.embed_dim, module.model.text_encoder.dim)
+
+
+@pytest.mark.parametrize("method", ["shallow_fusion", "add_decoder_layers"])
+def test_linear_text_projection_is_the_released_default(tiny_sam_checkpoint, tiny_bert, method):
+    """projection "linear" with dropout 0: every text token through one Linear(text -> prompt width), nothing else."""
+    module = SamAdaptModule(method=method, method_options={"projection": "linear", "dropout": 0.0},
+                            sam_variant="tiny", sam_checkpoint=tiny_sam_checkpoint, image_size=TEST_SIZE,
+                            text_encoder="bert", text_options={"name_or_path": tiny_bert})
+    to_prompt = module.model.method.to_prompt
+    (linear,) = [m for m in to_prompt.net if isinstance(m, torch.nn.Linear)]
+    assert [n for n, _ in to_prompt.named_parameters()] == ["net.0.weight", "net.0.bias"]
+    assert linear.weight.shape == (module.model.sam.prompt_encoder.embed_dim, module.model.text_encoder.dim)
+    text = module.model.text_encoder(["the red circle"])
+    sparse = torch.zeros(1, 0, linear.out_features)
+    with torch.no_grad():
+        assert torch.allclose(to_prompt.eval().append(sparse, text), linear(text.tokens))
