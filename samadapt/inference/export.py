@@ -26,6 +26,9 @@ from safetensors.torch import load_file, save_file
 from samadapt.errors import MissingFileError, SamAdaptError
 from samadapt.inference.model_card import data_of, model_card, run_results
 from samadapt.io import atomic_write, atomic_write_json
+from samadapt.methods import METHODS
+from samadapt.sam import build_sam_from_config, save_sam_checkpoint
+from samadapt.sam.config import get_config
 from samadapt.training.module import SamAdaptModule
 
 log = logging.getLogger(__name__)
@@ -120,15 +123,20 @@ def load_export(folder: str | Path, sam_checkpoint: str | Path, text_options: di
     args = {**config["module"], "sam_checkpoint": str(sam_checkpoint)}
     if text_options is not None:
         args["text_options"] = text_options
-    module = SamAdaptModule(**args)
     try:
         weights = load_file(folder / config.get("weights", WEIGHTS_FILE))
     except (OSError, SafetensorError) as err:
         raise SamAdaptError(f"cannot read {folder / WEIGHTS_FILE}: {err}. Export the checkpoint again.") from err
+    return module_with_weights(args, weights, folder / WEIGHTS_FILE)
+
+
+def module_with_weights(args: dict, weights: dict[str, torch.Tensor], source: Path) -> SamAdaptModule:
+    """SamAdaptModule(**args) with `weights` as its trainable weights (exactly those), in eval mode."""
+    module = SamAdaptModule(**args)
     expected = set(module.model.trainable_state_dict())
     if set(weights) != expected:
         odd = sorted(set(weights) ^ expected)
-        raise SamAdaptError(f"{folder / WEIGHTS_FILE} does not match the {config['method']} adapter its config "
+        raise SamAdaptError(f"{source} does not match the {args['method']} adapter its config "
                             f"describes ({len(odd)} weights differ, e.g. {odd[0]})")
     module.model.load_state_dict(weights, strict=False)
     return module.eval()
@@ -182,20 +190,19 @@ def _fold_lora(sam: torch.nn.Module) -> None:
 def merge_into_sam(checkpoint_path: str | Path, out: str | Path, sam_checkpoint: str | None = None) -> int:
     """Write the run's SAM (trained weights, EMA values when kept, LoRA folded in) as an official-format .pth at
     the run's image size; return that size. Methods that add layers or read text are refused with the reason."""
-    from samadapt.inference.predictor import load_module
-    from samadapt.methods import METHODS
-    from samadapt.sam import build_sam_from_config, save_sam_checkpoint
-    from samadapt.sam.config import get_config
-
     checkpoint_path = Path(checkpoint_path)
-    method = read_checkpoint(checkpoint_path)["hyper_parameters"]["method"]
+    checkpoint = read_checkpoint(checkpoint_path)
+    hparams = checkpoint["hyper_parameters"]
+    method = hparams["method"]
     if method not in MERGEABLE:
         why = ("it reads text, and SAM has no text input" if getattr(METHODS.get(method), "uses_text", False)
                else "its trained parts are layers or prompts that SAM does not have")
         raise SamAdaptError(f"{checkpoint_path}: a {method} run cannot be merged into a SAM checkpoint: "
                             f"{why}. Only {', '.join(MERGEABLE)} runs change SAM's own weights; export the "
                             "adapter instead (samadapt export without --merge).")
-    module = load_module(checkpoint_path, sam_checkpoint)
+    base = sam_checkpoint or hparams.get("sam_checkpoint")
+    args = {**{k: hparams[k] for k in MODEL_ARGS if k in hparams}, "sam_checkpoint": base and str(base)}
+    module = module_with_weights(args, adapter_weights(checkpoint), checkpoint_path)  # EMA values when kept
     sam = module.model.sam
     _fold_lora(sam)
     official = build_sam_from_config(get_config(module.hparams.sam_variant), module.model.image_size)
