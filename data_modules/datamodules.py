@@ -21,11 +21,31 @@ from data_modules.datasets.cod10k import HOW_TO_GET_COD10K, Cod10kDataset
 from data_modules.datasets.folder import HOW_TO_GET_FOLDER, FolderDataset
 from data_modules.datasets.refcoco import RefCocoDataset, cached_refs, check_refcoco_paths, refcoco_paths
 from data_modules.datasets.splits import read_split, split_file
+from data_modules.pipeline.augment import JitterStyle, check_color_jitter
 from data_modules.pipeline.binary import SampleOptions, check_template
 from data_modules.pipeline.collate import collate_prompted
 from data_modules.pipeline.prompts import PointStrategy
 from data_modules.pipeline.resumable import EvalShardSampler, ResumableDataLoader, ResumableSampler, SeededDataset
 from samadapt.errors import MissingFileError, SamAdaptError
+from samadapt.sam.preprocess import LETTERBOXES, Letterbox
+
+
+def check_long_sides(sizes: list[int] | None, image_size: int) -> tuple[int, ...] | None:
+    """The scale augmentation's sizes as a tuple; each must fit the frame."""
+    if not sizes:
+        return None
+    bad = [s for s in sizes if not isinstance(s, int) or not 0 < s <= image_size]
+    if bad:
+        raise SamAdaptError(f"random_long_side {list(sizes)}: {bad} not a whole number in 1..{image_size} (the "
+                            f"image_size); the content is resized to one of these sizes inside the "
+                            f"{image_size} x {image_size} frame")
+    return tuple(sizes)
+
+
+def check_letterbox(letterbox: str) -> Letterbox:
+    if letterbox not in LETTERBOXES:
+        raise SamAdaptError(f"letterbox must be one of {', '.join(LETTERBOXES)}, got {letterbox!r}")
+    return letterbox  # type: ignore[return-value]
 
 
 def take_first(ds: Dataset, n: int | None) -> Dataset:
@@ -55,7 +75,12 @@ class PromptedSegDataModule(LightningDataModule):
         box_jitter: float = 0.1,
         hflip: bool = False,
         color_jitter: bool = False,
+        color_jitter_strength: float = 0.2,
+        color_jitter_p: float | None = None,
+        color_jitter_style: JitterStyle = "albumentations",
         blur: bool = False,
+        random_long_side: list[int] | None = None,
+        letterbox: Letterbox = "top_left",
         batch_size: int = 8,
         eval_batch_size: int = 8,
         num_workers: int = 0,
@@ -76,7 +101,14 @@ class PromptedSegDataModule(LightningDataModule):
             box_jitter: training: each side of the box moves by up to this fraction of the box's size
             hflip: training: mirror half the samples, swapping "left" and "right" in their text
             color_jitter: training: brightness, contrast and saturation jitter (opt-in: it can break colour words)
+            color_jitter_strength: each jitter factor is drawn from [1 - strength, 1 + strength] (DIT: 0.4)
+            color_jitter_p: probability of jittering a read (null: the dataset's own, 1.0 for RefCOCO, 0.8 others)
+            color_jitter_style: albumentations (torchvision's formulas) or pil (PIL ImageEnhance, as DIT's code)
             blur: training: Gaussian blur on some samples
+            random_long_side: training: the content's long side drawn from these sizes (each <= image_size) and
+                the image letterboxed at that size inside the image_size frame (DIT: [512, 480, ..., 320]; null: off)
+            letterbox: where the content sits in the frame: top_left (SAM) or center (DIT); `samadapt fit` sets it
+                from model.letterbox
             batch_size: training samples per batch and process
             eval_batch_size: evaluation samples per batch and process
             num_workers: DataLoader worker processes
@@ -92,11 +124,15 @@ class PromptedSegDataModule(LightningDataModule):
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.seed, self.max_train_samples, self.max_eval_samples = seed, max_train_samples, max_eval_samples
         self.test_splits = None if test_splits is None else list(test_splits)
+        check_color_jitter(color_jitter_strength, color_jitter_p, color_jitter_style)
+        long_sides = check_long_sides(random_long_side, image_size)
         common = dict(image_size=image_size, num_points=num_points, num_bg_points=num_bg_points,
                       point_strategy=point_strategy, seed=seed, pixel_cache_dir=pixel_cache_dir,
-                      pixel_cache_mb=pixel_cache_mb)
+                      pixel_cache_mb=pixel_cache_mb, letterbox=check_letterbox(letterbox))
         self.train_options = SampleOptions(**common, box_jitter=box_jitter, hflip=hflip, color_jitter=color_jitter,
-                                           blur=blur)
+                                           color_jitter_strength=color_jitter_strength, color_jitter_p=color_jitter_p,
+                                           color_jitter_style=color_jitter_style, blur=blur,
+                                           random_long_side=long_sides)
         self.eval_options = SampleOptions(**common)
         self.train_split = self.val_split = ""
         self.train_set: Dataset | None = None

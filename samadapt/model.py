@@ -13,7 +13,7 @@ from samadapt.methods import build_method
 from samadapt.sam import build_sam
 from samadapt.sam.activation_checkpointing import checkpoint_encoder_blocks
 from samadapt.sam.loop import decode, embed_prompts
-from samadapt.sam.preprocess import content_sizes, fill_padding
+from samadapt.sam.preprocess import Letterbox, content_boxes, fill_padding
 from samadapt.sam.prompt_checks import check_prompts
 from samadapt.text import TextFeatures, build_text_encoder
 
@@ -48,6 +48,7 @@ class SamAdaptModel(nn.Module):
         sam_variant: str = "vit_b",
         sam_checkpoint: str | None = None,
         image_size: int | None = None,
+        letterbox: Letterbox = "top_left",
         text_encoder: str | None = None,
         text_options: dict[str, Any] | None = None,
         train_image_encoder: bool = False,
@@ -63,6 +64,8 @@ class SamAdaptModel(nn.Module):
         Args:
             method: a name from samadapt.methods.METHODS; `method_options` are its constructor arguments.
             sam_variant / sam_checkpoint / image_size: the frozen SAM (official-format checkpoint file).
+            letterbox: where the image sits in the square input: top_left (SAM) or center (the released DIT code);
+                the data follows it, and the predictor places images as the run was trained.
             text_encoder: "bert", "clip" or None; `text_options` go to its constructor.
             train_image_encoder / train_text_encoder: also fine-tune SAM's image encoder / the text encoder.
             embedding_cache_mb: reuse image embeddings (at most this many MB) when the method leaves the image
@@ -81,6 +84,7 @@ class SamAdaptModel(nn.Module):
         super().__init__()
         # fused attention: the same weights and names, attention through SDPA (see sam/fused_attention.py)
         self.sam = build_sam(sam_variant, sam_checkpoint, image_size, frozen=True, fused_attention=fused_attention)
+        self.letterbox = letterbox
         self.text_encoder = build_text_encoder(text_encoder, **(text_options or {})) if text_encoder else None
         self.method = build_method(method, method_options)
         if self.method.uses_text and self.text_encoder is None:
@@ -136,9 +140,10 @@ class SamAdaptModel(nn.Module):
             return None
         return self.text_encoder(texts)
 
-    def prepare_images(self, images: torch.Tensor, content_hw: torch.Tensor) -> torch.Tensor:
-        """Letterboxed uint8 frames -> float 0..255 with the padding at SAM's pixel mean (0 once normalised)."""
-        return fill_padding(images.float(), content_hw, self.sam.pixel_mean)
+    def prepare_images(self, images: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+        """Letterboxed uint8 frames -> float 0..255 with the padding at SAM's pixel mean (0 once normalised);
+        `content`: (B, 4) content boxes (top, left, h, w), or (B, 2) sizes (h, w) of content at the top left."""
+        return fill_padding(images.float(), content, self.sam.pixel_mean)
 
     def forward(self, batch: dict, prompt_kinds: list[PromptKinds], auxiliary_losses: bool = False):
         """Low-res mask logits (B,1,4h,4w) and predicted IoU (B,1); sample i is prompted with prompt_kinds[i].
@@ -152,7 +157,7 @@ class SamAdaptModel(nn.Module):
             return low_res, iou, self.method.auxiliary_losses(self.sam, batch, low_res)
 
     def _segment(self, batch: dict, prompt_kinds: list[PromptKinds]) -> tuple[torch.Tensor, torch.Tensor]:
-        images = self.prepare_images(batch["image"], content_sizes(batch, self.image_size))
+        images = self.prepare_images(batch["image"], content_boxes(batch, self.image_size, self.letterbox))
         with_text = torch.tensor(["text" in kinds for kinds in prompt_kinds])
         check_prompts(batch, self.image_size, prompt_kinds)
         text = self.encode_text(batch["text"]) if with_text.any() else None

@@ -113,7 +113,9 @@ class FolderDataset(MaskFileDataset):
         sample = super().__getitem__(idx)
         clicks = self.points.get(self.targets[idx].sample_id)
         if clicks is not None:  # the file's clicks, moved into the letterboxed frame like the image
-            h, w = sample["orig_size"].tolist()
-            sample["points"] = torch.tensor(clicks, dtype=torch.float32) * (self.options.image_size / max(h, w))
+            scale = float(sample["content_hw"].max()) / float(sample["orig_size"].max())
+            top, left = sample["content_offset"].tolist()
+            shift = torch.tensor([left, top], dtype=torch.float32)
+            sample["points"] = torch.tensor(clicks, dtype=torch.float32) * scale + shift
             sample["point_labels"] = torch.ones(len(clicks), dtype=torch.long)
         return sample

@@ -2,9 +2,9 @@
 
 A dataset lists its targets (image, which object or class, text) once at start-up and says how to read an image
 and a mask; decoding, letterboxing, the pixel cache, prompts and seeding are the same for all of them.
-Training: random flip (swapping left/right in the text), photometric augmentation, jittered box and fresh
-points on every read. Evaluation: no augmentation, prompts seeded by the sample id, so a sample gets the
-same prompts in every run, in any order and in any subset.
+Training: random flip (swapping left/right in the text), photometric augmentation, optionally a random content
+size (scale augmentation), jittered box and fresh points on every read. Evaluation: no augmentation, prompts seeded
+by the sample id, so a sample gets the same prompts in every run, in any order and in any subset.
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from data_modules.pipeline.augment import PhotometricAugment
+from data_modules.pipeline.augment import JitterStyle, PhotometricAugment
 from data_modules.pipeline.images import LoadReport, binary_from_label, check_same_size, read_label, read_rgb
 from data_modules.pipeline.pixel_cache import PixelCache, PixelSource, letterboxed_pixels
 from data_modules.pipeline.prompts import PointStrategy, letterboxed_prompts
 from data_modules.pipeline.sample import Sample
 from data_modules.pipeline.transforms import image_key, original_target, swap_left_right
+from samadapt.sam.preprocess import Letterbox
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,12 @@ class SampleOptions:
     box_jitter: float = 0.0
     hflip: bool = False
     color_jitter: bool = False
+    color_jitter_strength: float = 0.2  # factors in [1 - s, 1 + s] for brightness, contrast and saturation
+    color_jitter_p: float | None = None  # None: the dataset's `jitter_prob`
+    color_jitter_style: JitterStyle = "albumentations"
     blur: bool = False
+    random_long_side: tuple[int, ...] | None = None  # training: the content's long side drawn from these
+    letterbox: Letterbox = "top_left"
     seed: int = 0
     pixel_cache_dir: str | None = None  # letterboxed pixels stored on disk, read back in later epochs and runs
     pixel_cache_mb: float = 20000
@@ -82,11 +88,15 @@ class BinarySegDataset(Dataset):
         self.report = LoadReport()
         self.augment: PhotometricAugment | None = None
         if train and (options.color_jitter or options.blur):
+            strength = options.color_jitter_strength
+            p = self.jitter_prob if options.color_jitter_p is None else options.color_jitter_p
             self.augment = PhotometricAugment(color_jitter=options.color_jitter, blur=options.blur,
-                                              jitter_p=self.jitter_prob)
+                                              brightness=strength, contrast=strength, saturation=strength,
+                                              jitter_p=p, jitter_style=options.color_jitter_style)
         self.pixel_cache: PixelCache | None = None
         if options.pixel_cache_dir:
-            self.pixel_cache = PixelCache(options.pixel_cache_dir, options.image_size, options.pixel_cache_mb)
+            self.pixel_cache = PixelCache(options.pixel_cache_dir, options.image_size, options.pixel_cache_mb,
+                                          options.letterbox)
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -133,19 +143,22 @@ class BinarySegDataset(Dataset):
         if flipped:
             text = swap_left_right(text)
             class_id = self.flip_classes.get(class_id, class_id)
+        long_side = None  # scale augmentation (DIT's AUG_SCALE): training only, evaluation never rescales
+        if self.train and opt.random_long_side:
+            long_side = opt.random_long_side[int(torch.randint(len(opt.random_long_side), (), generator=gen))]
         px = letterboxed_pixels(self.pixel_source(listed), opt.image_size, self.pixel_cache, flipped, self.augment,
-                                need_original=not self.train)
+                                need_original=not self.train, long_side=long_side, letterbox=opt.letterbox)
         if not px.prompt_mask.any():
             self.report.add("empty target mask: kept, its points are marked absent (label -1)", target.image)
         valid = None  # where background points may fall: the content area minus ignore pixels
         if opt.num_bg_points > 0:
-            nh, nw = px.content_hw
+            top, left, nh, nw = px.content_box
             valid = torch.zeros(opt.image_size, opt.image_size, dtype=torch.bool)
-            valid[:nh, :nw] = True
+            valid[top:top + nh, left:left + nw] = True
             if px.ignore is not None:
                 valid &= ~px.ignore[0]
         jitter = opt.box_jitter if self.train else 0.0
-        points, labels, box = letterboxed_prompts(px.mask_bool, px.prompt_mask, px.scale, px.content_hw,
+        points, labels, box = letterboxed_prompts(px.mask_bool, px.prompt_mask, px.scale, px.content_box,
                                                   opt.num_points, jitter, gen, opt.num_bg_points, opt.point_strategy,
                                                   valid)
         sample = Sample(
@@ -158,8 +171,10 @@ class BinarySegDataset(Dataset):
             sample_id=target.sample_id,
             orig_size=torch.tensor(px.orig_hw, dtype=torch.long),
             content_hw=torch.tensor(px.content_hw, dtype=torch.long),
+            content_offset=torch.tensor(px.content_offset, dtype=torch.long),
             class_id=class_id,
-            image_key=image_key(str(target.image), opt.image_size, flipped, self.augment is not None),
+            image_key=image_key(str(target.image), opt.image_size, flipped, self.augment is not None, long_side,
+                                opt.letterbox),
         )
         if px.ignore is not None:  # only datasets with ignore pixels carry the map (collate fills in blanks)
             sample["ignore"] = px.ignore

@@ -17,8 +17,8 @@ def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
 
 
 def collate_prompted(samples: list[Sample]) -> dict[str, Any]:
-    """Stack tensors ("orig_size" and "content_hw" to (B, 2) long); pad points to the largest K with (0, 0) and
-    label -1 (SAM's "not a point"); "text", "sample_id" and "image_key" become lists.
+    """Stack tensors ("orig_size", "content_hw" and "content_offset" to (B, 2) long); pad points to the largest K
+    with (0, 0) and label -1 (SAM's "not a point"); "text", "sample_id" and "image_key" become lists.
 
     Optional keys: "class_id" (int, -1 when a sample has none) and "ignore" ((1,S,S) bool, all False when a
     sample has none) are batched when any sample carries them; "orig_mask" (evaluation samples: the target at
@@ -46,6 +46,8 @@ def collate_prompted(samples: list[Sample]) -> dict[str, Any]:
     }
     if all("content_hw" in s for s in samples):  # samples built by hand may lack it: derived from orig_size then
         batch["content_hw"] = torch.stack([s["content_hw"] for s in samples])
+    if all("content_offset" in s for s in samples):  # absent: content at the top left (or the model's placement)
+        batch["content_offset"] = torch.stack([s["content_offset"] for s in samples])
     if any("image_key" in s for s in samples):  # None where the pixels are random (nothing to cache)
         batch["image_key"] = [s.get("image_key") for s in samples]
     if any("class_id" in s for s in samples):

@@ -1,11 +1,13 @@
 """On-disk cache of letterboxed pixels, so later epochs neither decode nor resize an image or mask again.
 
 Decoding a 640x480 JPEG and its mask costs ~2.5 ms and letterboxing another ~1 ms, every read, every epoch. The
-model input of a deterministic view (same file, size and flip, no colour jitter or blur) never changes, so the
-first read stores it and later reads load ~0.75 MB (512 px) or 3 MB (1024 px) of raw bytes instead.
+model input of a deterministic view (same file, size, content long side and flip, no colour jitter or blur) never
+changes, so the first read stores it and later reads load ~0.75 MB (512 px) or 3 MB (1024 px) of raw bytes instead.
+Scale augmentation (`long_side`) makes up to one view per drawn size: each is its own entry, keyed by that size.
 
 - One file per entry under `<dir>/<fingerprint>/ab/<sha1>.px`, shared by DataLoader workers and later runs. The
-  fingerprint names what makes the pixels (resize method, library versions, size): change one, a fresh folder.
+  fingerprint names what makes the pixels (resize method, library versions, size, placement of the content):
+  change one, a fresh folder.
 - The file name hashes the entry's key AND the size and mtime_ns of every source file, so an edited image or mask
   is decoded again, never served stale (the stale file stays on disk; delete the folder to reclaim it).
 - Format: a 40-byte header (magic, shape, original size, packed flag) then the raw uint8 payload; masks are bit
@@ -29,14 +31,17 @@ import cv2
 import numpy as np
 import torch
 
-from data_modules.pipeline.transforms import _resize_nearest, letterbox_image, letterbox_shape
+from data_modules.pipeline.transforms import _resize_nearest, content_box, letterbox_image
 from samadapt.io import atomic_write
+from samadapt.sam.preprocess import Letterbox
 
 log = logging.getLogger(__name__)
 
 # What makes the cached pixels; part of the folder name, so changing the letterbox resize invalidates the cache.
 RESIZE_METHOD = (f"image: torch {torch.__version__.split('+')[0]} bilinear antialias uint8; "
-                 f"mask: cv2 {cv2.__version__} INTER_NEAREST_EXACT; top-left zero pad")
+                 f"mask: cv2 {cv2.__version__} INTER_NEAREST_EXACT; ")
+# top_left keeps the folder of caches made before the placement was an option
+PLACEMENT = {"top_left": "top-left zero pad", "center": "centred zero pad"}
 MAGIC = b"SAPIXv1\0"
 HEADER_INTS = 8  # channels, height, width, original height, original width, packed, 2 spare
 HEADER_BYTES = len(MAGIC) + 4 * HEADER_INTS
@@ -59,11 +64,13 @@ def _stat_signature(sources: list[Path]) -> str:
 
 
 class PixelCache:
-    """Letterboxed images and masks of size `image_size` under `root`, at most `limit_mb` megabytes."""
+    """Letterboxed images and masks of size `image_size`, content placed by `letterbox`, under `root`, at most
+    `limit_mb` megabytes."""
 
-    def __init__(self, root: str | Path, image_size: int, limit_mb: float = 20000):
-        self.image_size = image_size
-        fingerprint = hashlib.sha1(f"{RESIZE_METHOD}|{image_size}".encode()).hexdigest()[:12]
+    def __init__(self, root: str | Path, image_size: int, limit_mb: float = 20000, letterbox: Letterbox = "top_left"):
+        self.image_size, self.letterbox = image_size, letterbox
+        method = RESIZE_METHOD + PLACEMENT[letterbox]
+        fingerprint = hashlib.sha1(f"{method}|{image_size}".encode()).hexdigest()[:12]
         self.dir = Path(root) / f"s{image_size}-{fingerprint}"
         self.limit_bytes = int(limit_mb * 2**20)
         self._used: int | None = None  # bytes in the folder, listed lazily (on the first write)
@@ -156,6 +163,7 @@ class SamplePixels:
     mask: torch.Tensor  # (1, S, S) uint8 {0, 1}
     ignore: torch.Tensor | None  # (1, S, S) bool, None when the dataset has no ignore map
     orig_hw: tuple[int, int]
+    content_box: tuple[int, int, int, int]  # (top, left, h, w) of the resized image in the S x S frame
     prompt_mask: np.ndarray  # what prompt sampling falls back on: the original mask, or the letterboxed one when
     # it came from the cache (only entries whose object survived the downscale are cached, so both agree on .any())
     orig_mask: np.ndarray | None  # original-size mask (None when it came from the cache)
@@ -168,13 +176,18 @@ class SamplePixels:
 
     @property
     def scale(self) -> float:
-        """letterboxed coordinate = original coordinate * scale"""
-        return self.image.shape[-1] / max(self.orig_hw)
+        """letterboxed coordinate = original coordinate * scale + content offset"""
+        return max(self.content_hw) / max(self.orig_hw)
 
     @property
     def content_hw(self) -> tuple[int, int]:
         """size of the resized content inside the S x S frame"""
-        return letterbox_shape(*self.orig_hw, self.image.shape[-1])
+        return self.content_box[2], self.content_box[3]
+
+    @property
+    def content_offset(self) -> tuple[int, int]:
+        """(top, left) of the content in the frame"""
+        return self.content_box[0], self.content_box[1]
 
 
 @dataclass(frozen=True)
@@ -200,14 +213,22 @@ def letterboxed_pixels(
     flipped: bool = False,
     augment: Callable[[np.ndarray], np.ndarray] | None = None,
     need_original: bool = False,
+    long_side: int | None = None,
+    letterbox: Letterbox = "top_left",
 ) -> SamplePixels:
     """Letterboxed image and target of a sample, from `cache` when it holds them, else decoded and stored.
 
     The image is cached unless `augment` (random pixels) is set; the mask unless `need_original` (evaluation keeps
     decoding it for its original-size target) or the source names no mask files.
     Flipping happens on the original arrays before letterboxing, exactly as without the cache.
+    `long_side`: the content's long side (scale augmentation; default the frame's `size`), part of the cache keys.
+    `letterbox`: where the content goes; a cache holds one placement (its own), which must be this one.
     """
-    flip_tag = "|flip" if flipped else ""
+    if cache is not None and (cache.image_size, cache.letterbox) != (size, letterbox):
+        raise ValueError(f"pixel cache {cache.dir} holds {cache.letterbox} frames of {cache.image_size} px, "
+                         f"not {letterbox} of {size}")
+    scaled = f"/{long_side}" if long_side not in (None, size) else ""
+    flip_tag = scaled + ("|flip" if flipped else "")
     image_path = mask_path = None
     image_entry = mask_entry = None
     if cache is not None and augment is None:
@@ -230,7 +251,7 @@ def letterboxed_pixels(
             mask = mask[:, ::-1]
             ignore = None if ignore is None else ignore[:, ::-1]
     elif mask_entry.orig_hw != orig_hw:  # image and mask entries from different versions: decode both
-        return letterboxed_pixels(source, size, None, flipped, augment, need_original)
+        return letterboxed_pixels(source, size, None, flipped, augment, need_original, long_side, letterbox)
 
     if image_entry is not None:
         image_lb = torch.from_numpy(image_entry.array)
@@ -239,24 +260,25 @@ def letterboxed_pixels(
             image = image[:, ::-1]
         if augment is not None:
             image = augment(np.ascontiguousarray(image))
-        image_lb = letterbox_image(image, size)
+        image_lb = letterbox_image(image, size, long_side, letterbox)
         if image_path is not None:
             cache.put(image_path, image_lb.numpy(), orig_hw)
 
+    box = content_box(orig_hw, size, long_side, letterbox)
     if mask_entry is not None:
         maps = mask_entry.array
         ignore_lb = torch.from_numpy(maps[1:].view(np.bool_)) if len(maps) == 2 else None  # values are 0/1
-        return SamplePixels(image_lb, torch.from_numpy(maps[:1]), ignore_lb, orig_hw, maps[0].view(np.bool_),
+        return SamplePixels(image_lb, torch.from_numpy(maps[:1]), ignore_lb, orig_hw, box, maps[0].view(np.bool_),
                             None, None)
 
-    nh, nw = letterbox_shape(orig_hw[0], orig_hw[1], size)
+    top, left, nh, nw = box
     maps = np.zeros((1 if ignore is None else 2, size, size), dtype=np.uint8)
-    maps[0, :nh, :nw] = _resize_nearest(mask, nh, nw)
+    maps[0, top:top + nh, left:left + nw] = _resize_nearest(mask, nh, nw)
     if ignore is not None:
-        maps[1, :nh, :nw] = _resize_nearest(ignore, nh, nw)
+        maps[1, top:top + nh, left:left + nw] = _resize_nearest(ignore, nh, nw)
     # an object that vanished in the downscale is prompted from its original mask: keep decoding those
     if mask_path is not None and bool(maps[0].any()) == bool(mask.any()):
         cache.put(mask_path, maps, orig_hw, packed=True)
     mask_lb = torch.from_numpy(maps[:1])
     ignore_lb = torch.from_numpy(maps[1:].view(np.bool_)) if ignore is not None else None
-    return SamplePixels(image_lb, mask_lb, ignore_lb, orig_hw, mask, mask, ignore)
+    return SamplePixels(image_lb, mask_lb, ignore_lb, orig_hw, box, mask, mask, ignore)

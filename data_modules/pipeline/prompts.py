@@ -116,17 +116,21 @@ def _box(bounds: tuple[int, int, int, int] | None, hw: tuple[int, int]) -> torch
 
 
 def jitter_box(
-    box: torch.Tensor, jitter: float, bounds_hw: tuple[int, int], generator: Generator = None
+    box: torch.Tensor, jitter: float, bounds_hw: tuple[int, int], generator: Generator = None,
+    origin: tuple[int, int] = (0, 0),
 ) -> torch.Tensor:
-    """Move each side by up to `jitter * side_length`, clipped to the image area [0, W-1] x [0, H-1]."""
+    """Move each side by up to `jitter * side_length`, clipped to the image area [0, W-1] x [0, H-1], or to the
+    H x W area whose top-left pixel is `origin` (top, left)."""
     if jitter <= 0:
         return box.clone()
     x0, y0, x1, y1 = box.tolist()
     bw, bh = x1 - x0 + 1.0, y1 - y0 + 1.0
     d = (_uniform(generator, 4) * jitter).tolist()  # four floats: plain Python beats torch's per-op cost here
     h, w = bounds_hw
-    xs = [min(max(x0 + d[0] * bw, 0.0), w - 1.0), min(max(x1 + d[2] * bw, 0.0), w - 1.0)]
-    ys = [min(max(y0 + d[1] * bh, 0.0), h - 1.0), min(max(y1 + d[3] * bh, 0.0), h - 1.0)]
+    top, left = float(origin[0]), float(origin[1])
+    right, bottom = left + w - 1.0, top + h - 1.0
+    xs = [min(max(x0 + d[0] * bw, left), right), min(max(x1 + d[2] * bw, left), right)]
+    ys = [min(max(y0 + d[1] * bh, top), bottom), min(max(y1 + d[3] * bh, top), bottom)]
     # keep x0 <= x1, y0 <= y1 even when a side crossed the opposite one
     return torch.tensor([min(xs), min(ys), max(xs), max(ys)], dtype=torch.float32)
 
@@ -140,8 +144,10 @@ def sample_prompts(
     num_bg_points: int = 0,
     strategy: PointStrategy = "uniform",
     valid: torch.Tensor | None = None,
+    bounds_origin: tuple[int, int] = (0, 0),
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Points, point labels and box for one mask; `bounds_hw` limits the jittered box (default: mask size).
+    """Points, point labels and box for one mask; the jittered box stays inside the `bounds_hw` area whose top-left
+    pixel is `bounds_origin` (default: the whole mask).
 
     The first `num_points` points are foreground (uniform or interior), then `num_bg_points` background
     points drawn from `valid` minus the mask (default: everywhere outside the mask).
@@ -158,7 +164,7 @@ def sample_prompts(
     box = _box(bounds, mask.shape)
     if box_jitter > 0 and bool((labels == 1).any()):
         hw = bounds_hw if bounds_hw is not None else mask.shape
-        box = jitter_box(box, box_jitter, hw, generator)
+        box = jitter_box(box, box_jitter, hw, generator, bounds_origin)
     return points, labels, box
 
 
@@ -166,7 +172,7 @@ def letterboxed_prompts(
     letterboxed_mask: torch.Tensor,
     original_mask: np.ndarray,
     scale: float,
-    content_hw: tuple[int, int],
+    content_box: tuple[int, int, int, int],
     num_points: int,
     box_jitter: float,
     generator: Generator,
@@ -174,14 +180,16 @@ def letterboxed_prompts(
     strategy: PointStrategy = "uniform",
     valid: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Prompts in the letterboxed frame (HxW mask at model size, content in its top-left `content_hw`).
+    """Prompts in the letterboxed frame (HxW mask at model size, content at `content_box` = (top, left, h, w)).
 
-    An object that vanished when downscaled is prompted from its original mask, mapped by `scale`.
+    An object that vanished when downscaled is prompted from its original mask, mapped by `scale` and the offset.
     """
+    top, left, h, w = content_box
     letterboxed_mask = _as_bool_array(letterboxed_mask)  # once, not in every helper below
     if original_mask.any() and not letterboxed_mask.any():
         points, labels, box = sample_prompts(original_mask, num_points, 0.0, generator, None, num_bg_points,
                                              strategy)
-        return points * scale, labels, box * scale
-    return sample_prompts(letterboxed_mask, num_points, box_jitter, generator, content_hw, num_bg_points, strategy,
-                          valid)
+        shift = torch.tensor([left, top], dtype=torch.float32)
+        return points * scale + shift, labels, box * scale + shift.repeat(2)
+    return sample_prompts(letterboxed_mask, num_points, box_jitter, generator, (h, w), num_bg_points, strategy,
+                          valid, (top, left))

@@ -1,4 +1,8 @@
-"""Letterboxing to the model resolution and the optional training augmentations."""
+"""Letterboxing to the model resolution and the optional training augmentations.
+
+The content goes where `letterbox` says (samadapt.sam.preprocess: "top_left" as SAM, "center" as the released DIT
+code); `long_side` (scale augmentation) resizes it to a long side below the frame's side S, still inside S x S.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +12,20 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
+
+from samadapt.sam.preprocess import Letterbox, letterbox_offset, to_original
 
 
 @dataclass
 class Letterboxed:
-    """An image and mask letterboxed to S x S (content at top-left, zero padding bottom/right)."""
+    """An image and mask letterboxed to S x S (content at `content_offset`, zero padding around it)."""
 
     image: torch.Tensor  # (3, S, S) uint8 (the model converts to float after the copy to its device)
     mask: torch.Tensor  # (1, S, S) uint8 {0, 1}: a quarter of float's bytes to cache, collate and pin
-    scale: float  # letterboxed coordinate = original coordinate * scale
+    scale: float  # letterboxed coordinate = original coordinate * scale + offset (x + left, y + top)
     content_hw: tuple[int, int]  # size of the resized content inside the S x S frame
+    content_offset: tuple[int, int] = (0, 0)  # (top, left) of the content in the frame
 
 
 def letterbox_shape(h: int, w: int, size: int) -> tuple[int, int]:
@@ -28,24 +34,34 @@ def letterbox_shape(h: int, w: int, size: int) -> tuple[int, int]:
     return int(h * scale + 0.5), int(w * scale + 0.5)
 
 
-def letterbox(image: np.ndarray, mask: np.ndarray, size: int) -> Letterboxed:
-    """Resize HxWx3 uint8 image (bilinear) and HxW mask (nearest) so the longest side is `size`, pad to S x S.
+def content_box(orig_hw: tuple[int, int], size: int, long_side: int | None = None,
+                letterbox: Letterbox = "top_left") -> tuple[int, int, int, int]:
+    """(top, left, h, w) of an (H, W) image's content in the S x S frame, its long side `long_side` (default S)."""
+    nh, nw = letterbox_shape(orig_hw[0], orig_hw[1], long_side or size)
+    return (*letterbox_offset((nh, nw), size, letterbox), nh, nw)
+
+
+def letterbox(image: np.ndarray, mask: np.ndarray, size: int, long_side: int | None = None,
+              letterbox: Letterbox = "top_left") -> Letterboxed:
+    """Resize HxWx3 uint8 image (bilinear) and HxW mask (nearest) so the longest side is `long_side` (default
+    `size`), pad to S x S with the content placed by `letterbox`.
 
     The image is resized as SAM's ResizeLongestSide does (see `letterbox_image`). Images stay uint8: a quarter
     of the bytes to collate, pin and copy to the device.
     """
     if mask.shape[:2] != image.shape[:2]:
         raise ValueError(f"mask shape {mask.shape} does not match image shape {image.shape}")
-    out_img = letterbox_image(image, size)
+    out_img = letterbox_image(image, size, long_side, letterbox)
     h, w = image.shape[:2]
-    nh, nw = letterbox_shape(h, w, size)
+    top, left, nh, nw = content_box((h, w), size, long_side, letterbox)
     out_mask = np.zeros((1, size, size), dtype=np.uint8)  # numpy: torch's per-op overhead dominates here
-    out_mask[0, :nh, :nw] = _resize_nearest(mask, nh, nw)
-    return Letterboxed(out_img, torch.from_numpy(out_mask), size / max(h, w), (nh, nw))
+    out_mask[0, top:top + nh, left:left + nw] = _resize_nearest(mask, nh, nw)
+    return Letterboxed(out_img, torch.from_numpy(out_mask), (long_side or size) / max(h, w), (nh, nw), (top, left))
 
 
-def letterbox_image(image: np.ndarray, size: int) -> torch.Tensor:
-    """The image part of `letterbox`: HxWx3 uint8 -> (3, S, S) uint8, content top-left, black padding.
+def letterbox_image(image: np.ndarray, size: int, long_side: int | None = None,
+                    letterbox: Letterbox = "top_left") -> torch.Tensor:
+    """The image part of `letterbox`: HxWx3 uint8 -> (3, S, S) uint8, content placed by `letterbox`, black padding.
 
     Resized by PIL's bilinear filter, as segment_anything's ResizeLongestSide.apply_image does (through
     torchvision), so the frozen encoder sees SamPredictor's pixels exactly; torch's antialiased uint8 resize is
@@ -54,10 +70,10 @@ def letterbox_image(image: np.ndarray, size: int) -> torch.Tensor:
     """
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"image must be HxWx3, got {image.shape}")
-    nh, nw = letterbox_shape(image.shape[0], image.shape[1], size)
+    top, left, nh, nw = content_box(image.shape[:2], size, long_side, letterbox)
     resized = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).resize((nw, nh), Image.BILINEAR)
     out_img = np.zeros((size, size, 3), dtype=np.uint8)
-    out_img[:nh, :nw] = np.asarray(resized)
+    out_img[top:top + nh, left:left + nw] = np.asarray(resized)
     return torch.from_numpy(out_img).permute(2, 0, 1)  # (3, S, S) view; collate stacks it contiguous
 
 
@@ -72,12 +88,12 @@ def _resize_nearest(mask: np.ndarray, nh: int, nw: int) -> np.ndarray:
     return cv2.resize(src, (nw, nh), interpolation=cv2.INTER_NEAREST_EXACT).view(np.bool_)
 
 
-def letterbox_mask(mask: np.ndarray, size: int) -> torch.Tensor:
+def letterbox_mask(mask: np.ndarray, size: int, long_side: int | None = None,
+                   letterbox: Letterbox = "top_left") -> torch.Tensor:
     """A HxW boolean map (e.g. ignore pixels) letterboxed like `letterbox` does masks: (1, S, S) bool."""
-    h, w = mask.shape[:2]
-    nh, nw = letterbox_shape(h, w, size)
+    top, left, nh, nw = content_box(mask.shape[:2], size, long_side, letterbox)
     out = torch.zeros(1, size, size, dtype=torch.bool)
-    out[0, :nh, :nw] = torch.from_numpy(_resize_nearest(mask, nh, nw))
+    out[0, top:top + nh, left:left + nw] = torch.from_numpy(_resize_nearest(mask, nh, nw))
     return out
 
 
@@ -89,21 +105,13 @@ def original_target(mask: np.ndarray, ignore: np.ndarray | None = None) -> torch
     return out
 
 
-def unletterbox(pred: torch.Tensor, orig_hw: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
+def unletterbox(pred: torch.Tensor, orig_hw: tuple[int, int], mode: str = "bilinear",
+                letterbox: Letterbox = "top_left") -> torch.Tensor:
     """Undo the letterbox of a (..., S, S) prediction: crop the content area, resize to the original (H, W).
 
     Use "bilinear" for probabilities or logits (threshold afterwards) and "nearest" for binary masks.
     """
-
-    size = pred.shape[-1]
-    h, w = int(orig_hw[0]), int(orig_hw[1])
-    nh, nw = letterbox_shape(h, w, size)
-    content = pred[..., :nh, :nw]
-    lead = content.shape[:-2]
-    flat = content.reshape(-1, 1, nh, nw).float()
-    kwargs = {"align_corners": False} if mode == "bilinear" else {}
-    out = F.interpolate(flat, (h, w), mode=mode, **kwargs)
-    return out.reshape(*lead, h, w)
+    return to_original(pred, orig_hw, mode, content_box(orig_hw, pred.shape[-1], None, letterbox))
 
 
 _LEFT_RIGHT = re.compile(r"\b(left|right)(most)?\b", re.IGNORECASE)
@@ -129,9 +137,13 @@ def hflip(image: np.ndarray, mask: np.ndarray, text: str) -> tuple[np.ndarray, n
     return image[:, ::-1].copy(), mask[:, ::-1].copy(), swap_left_right(text)
 
 
-def image_key(name: str, size: int, flipped: bool, random_pixels: bool) -> str | None:
-    """What identifies the model's input pixels of a sample: image, size and flip; None when a random
-    photometric change (colour jitter, blur) makes every read different, so nothing may be cached."""
+def image_key(name: str, size: int, flipped: bool, random_pixels: bool, long_side: int | None = None,
+              letterbox: Letterbox = "top_left") -> str | None:
+    """What identifies the model's input pixels of a sample: image, size, content long side (when not the size),
+    placement (when not top_left) and flip; None when a random photometric change (colour jitter, blur) makes
+    every read different, so nothing may be cached."""
     if random_pixels:
         return None
-    return f"{name}@{size}{'|flip' if flipped else ''}"
+    scaled = f"/{long_side}" if long_side not in (None, size) else ""
+    placed = f"|{letterbox}" if letterbox != "top_left" else ""
+    return f"{name}@{size}{scaled}{placed}{'|flip' if flipped else ''}"

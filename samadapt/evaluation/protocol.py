@@ -30,7 +30,7 @@ from samadapt.evaluation.metrics import ReferringMetrics
 from samadapt.evaluation.semantic import SemanticMetrics
 from samadapt.evaluation.sod import SodMetrics
 from samadapt.io import atomic_write, atomic_write_json
-from samadapt.sam.preprocess import resized_hw, to_original
+from samadapt.sam.preprocess import content_boxes, crop_content, to_original
 
 MetricFamily = Literal["referring", "sod", "semantic"]
 FAMILIES: tuple[str, ...] = ("referring", "sod", "semantic")
@@ -108,30 +108,29 @@ class EvalSample:
 
 
 def eval_samples(logits: torch.Tensor, batch: dict, resolution: str) -> list[EvalSample]:
-    """Split a batch of letterboxed logits (B, 1, S, S) into per-sample EvalSamples at `resolution`."""
+    """Split a batch of letterboxed logits (B, 1, S, S) into per-sample EvalSamples at `resolution`; each sample's
+    content is cropped where the batch says it is (`content_offset`, `content_hw`: top left or centred)."""
     if resolution not in RESOLUTIONS:
         raise SamAdaptError(f"eval_resolution must be auto or one of {', '.join(RESOLUTIONS)}, got {resolution!r}")
     if resolution.startswith("original") and "orig_mask" not in batch:
         raise SamAdaptError("eval_resolution original needs the original-size targets (batch['orig_mask']), "
                             "which this DataModule's evaluation samples lack; use eval_resolution: model")
-    size = logits.shape[-1]
+    boxes = content_boxes(batch, logits.shape[-1]).tolist()  # (top, left, h, w) of each sample's content
     class_ids = batch.get("class_id")
     out = []
     for i, (h, w) in enumerate(batch["orig_size"].tolist()):
         binary_to_hw = None
         if resolution.startswith("original"):
             if resolution == "original":
-                sample_logits = to_original(logits[i, 0], (h, w))
+                sample_logits = to_original(logits[i, 0], (h, w), content_box=boxes[i])
             else:
-                nh, nw = resized_hw(h, w, size)
-                sample_logits, binary_to_hw = logits[i, 0, :nh, :nw], (h, w)
+                sample_logits, binary_to_hw = crop_content(logits[i, 0], boxes[i]), (h, w)
             orig = batch["orig_mask"][i].to(logits.device)
             target, ignore = orig == 1, orig == 255
         else:
-            nh, nw = resized_hw(h, w, size)
-            sample_logits = logits[i, 0, :nh, :nw]
-            target = batch["mask"][i, 0, :nh, :nw] > 0.5
-            ignore = batch["ignore"][i, 0, :nh, :nw] if "ignore" in batch else None
+            sample_logits = crop_content(logits[i, 0], boxes[i])
+            target = crop_content(batch["mask"][i, 0], boxes[i]) > 0.5
+            ignore = crop_content(batch["ignore"][i, 0], boxes[i]) if "ignore" in batch else None
         out.append(EvalSample(str(batch["sample_id"][i]), sample_logits.float(), target,
                               ignore if ignore is not None and bool(ignore.any()) else None,
                               int(class_ids[i]) if class_ids is not None else -1, binary_to_hw))

@@ -7,7 +7,8 @@
 
 The image is prepared as SAM's own predictor does (samadapt/sam/preprocess.py): resized with the longest side
 at the model's size, normalised, zero-padded; prompts scale per axis; logits are resized back to the original
-size before thresholding.
+size before thresholding. The image sits where the run's training put it (model.letterbox: top left as SAM, or
+centred as DIT), and prompts and the crop of the logits follow.
 When the method leaves the image encoder frozen and unconditioned (`reuses_image_embedding`), the image is
 encoded once in `set_image` and every prompt reuses that embedding, as SAM's own predictor does; methods that
 put text inside the encoder (DIT) encode the image again for each prediction, with that prediction's text.
@@ -21,11 +22,11 @@ import torch
 from PIL import Image
 
 from data_modules.pipeline.images import LoadReport, read_rgb
-from data_modules.pipeline.transforms import letterbox_image
+from data_modules.pipeline.transforms import content_box, letterbox_image
 from samadapt.errors import MissingFileError, SamAdaptError
 from samadapt.evaluation.protocol import binarize
 from samadapt.model import parse_prompt_kinds
-from samadapt.sam.preprocess import boxes_to_input, coords_to_input, resized_hw, to_original
+from samadapt.sam.preprocess import boxes_to_input, coords_to_input, to_original
 from samadapt.text import TextFeatures
 from samadapt.training.module import SamAdaptModule
 
@@ -126,9 +127,11 @@ class SamAdaptPredictor:
         self.threshold = float(module.hparams.threshold)
         self.threshold_on = str(module.hparams.get("threshold_on", "probs"))
         self.image_size = self.model.image_size
+        self.letterbox = self.model.letterbox  # where the run placed images in the square: so does prediction
         self.original_image: np.ndarray | None = None  # the image set last, HxWx3 uint8 RGB
         self._image: torch.Tensor | None = None  # (1,3,S,S) letterboxed
         self._orig_hw: tuple[int, int] = (0, 0)
+        self._content_box: tuple[int, int, int, int] = (0, 0, 0, 0)  # (top, left, h, w) in the letterboxed frame
         self._embedding: torch.Tensor | None = None
 
     @classmethod
@@ -175,8 +178,9 @@ class SamAdaptPredictor:
         """Letterbox the image (and encode it once, when prompts can share the embedding)."""
         rgb = _as_rgb(image)
         h, w = rgb.shape[:2]
-        frame = letterbox_image(rgb, self.image_size)[None].to(self.device)
-        self._image = self.model.prepare_images(frame, torch.tensor([resized_hw(h, w, self.image_size)]))
+        frame = letterbox_image(rgb, self.image_size, letterbox=self.letterbox)[None].to(self.device)
+        self._content_box = content_box((h, w), self.image_size, letterbox=self.letterbox)
+        self._image = self.model.prepare_images(frame, torch.tensor([self._content_box]))
         self.original_image, self._orig_hw = rgb, (h, w)
         self._embedding = None
         if self.reuses_image_embedding:
@@ -202,10 +206,12 @@ class SamAdaptPredictor:
         count = len(box_array)
         batch = {
             "image": self._image.expand(count, -1, -1, -1),
-            "points": torch.tensor(coords_to_input(pts, self._orig_hw, self.image_size), dtype=torch.float32)
+            "points": torch.tensor(coords_to_input(pts, self._orig_hw, self.image_size, self.letterbox),
+                                   dtype=torch.float32)
             .expand(count, -1, -1).to(self.device),
             "point_labels": torch.as_tensor(labels, dtype=torch.long).expand(count, -1).to(self.device),
-            "box": torch.tensor(boxes_to_input(box_array, self._orig_hw, self.image_size), dtype=torch.float32)
+            "box": torch.tensor(boxes_to_input(box_array, self._orig_hw, self.image_size, self.letterbox),
+                                dtype=torch.float32)
             .to(self.device),
             "text": [str(text) if text is not None else ""] * count,
             "orig_size": torch.tensor([self._orig_hw] * count),
@@ -232,7 +238,8 @@ class SamAdaptPredictor:
             embedding = self.model.method.encode(self.model.sam, self._image, first)
         low_res, iou = self.model.decode_prompts(embedding.expand(count, -1, -1, -1), batch, features,
                                                  [kinds] * count)
-        logits = to_original(self.model.upsample(low_res)[:, 0], self._orig_hw)  # as Sam.postprocess_masks
+        logits = to_original(self.model.upsample(low_res)[:, 0], self._orig_hw,  # as Sam.postprocess_masks
+                             content_box=self._content_box)
         if threshold is None:  # the run's own rule (threshold_on: probs or logits), as its evaluation used
             masks = binarize(logits, self.threshold, self.threshold_on)
         else:  # a probability given by the caller

@@ -31,6 +31,8 @@ class SamAdaptCLI(LightningCLI):
         # The image size is stated once, in model: (null = the SAM variant's own); the DataModule letterboxes to it.
         parser.link_arguments(("model.sam_variant", "model.image_size"), "data.init_args.image_size",
                               compute_fn=model_input_size)
+        # The placement of the image in that square likewise: a checkpoint records it, the predictor follows it.
+        parser.link_arguments("model.letterbox", "data.init_args.letterbox")
 
     def parse_arguments(self, parser, args) -> None:
         super().parse_arguments(parser, args)

@@ -7,7 +7,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
 from PIL import Image, ImageDraw
 
-from samadapt.sam.preprocess import resized_hw
+from samadapt.sam.preprocess import content_boxes, crop_content
 
 POINT_COLOURS = {1: (0, 230, 0), 0: (255, 40, 40)}  # foreground green, background red
 BOX_COLOUR = (255, 210, 0)
@@ -68,15 +68,15 @@ class PredictionPanel(Callback):
         kinds = pl_module.eval_kinds[combo]
         probs, _ = pl_module.predict_masks(batch, combo)
         preds = (probs[:, 0] > pl_module.hparams.threshold).cpu().numpy()
-        size = batch["image"].shape[-1]
+        boxes = content_boxes(batch, batch["image"].shape[-1], pl_module.model.letterbox).tolist()
         images, masks, captions = [], [], []
-        for i, (h, w) in enumerate(batch["orig_size"].tolist()):
-            ch, cw = resized_hw(h, w, size)
-            image = batch["image"][i].permute(1, 2, 0)[:ch, :cw].clamp(0, 255).byte().cpu().numpy()
-            images.append(draw_prompts(image, kinds, batch["points"][i].cpu(), batch["point_labels"][i].cpu(),
-                                       batch["box"][i].cpu()))
-            gt = batch["mask"][i, 0, :ch, :cw].cpu().numpy() > 0.5
-            pred = preds[i, :ch, :cw]
+        for i, box in enumerate(boxes):
+            image = crop_content(batch["image"][i], box).permute(1, 2, 0).clamp(0, 255).byte().cpu().numpy()
+            shift = torch.tensor(box[1::-1], dtype=torch.float32)  # prompts are in the frame: move them to the crop
+            images.append(draw_prompts(image, kinds, batch["points"][i].cpu() - shift, batch["point_labels"][i].cpu(),
+                                       batch["box"][i].cpu() - shift.repeat(2)))
+            gt = crop_content(batch["mask"][i, 0], box).cpu().numpy() > 0.5
+            pred = crop_content(preds[i], box)
             masks.append({"ground_truth": {"mask_data": gt.astype(np.uint8), "class_labels": {1: "ground truth"}},
                           "prediction": {"mask_data": pred.astype(np.uint8), "class_labels": {1: "prediction"}}})
             iou = (gt & pred).sum() / max(1, (gt | pred).sum())

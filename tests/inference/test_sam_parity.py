@@ -152,10 +152,8 @@ def test_segment_command_writes_samPredictors_mask(setup, tmp_path):
     assert json.loads((out / "segment.json").read_text())["images"]
 
 
-def test_evaluation_path_gives_samPredictors_logits(setup, tmp_path):
-    """A dataset sample through collate, the model and the original-resolution evaluation: SamPredictor's logits
-    for the same box (the dataset's tight box of the target, mapped back to the image's pixels)."""
-    root = tmp_path / "folder"
+def photo_folder(root: Path, setup) -> Path:
+    """A folder dataset (train and val) of the test photo and a rectangular target."""
     for split in ("train", "val"):
         (root / split / "images").mkdir(parents=True)
         (root / split / "masks").mkdir(parents=True)
@@ -163,6 +161,13 @@ def test_evaluation_path_gives_samPredictors_logits(setup, tmp_path):
         mask = np.zeros(IMAGE_HW, dtype=np.uint8)
         mask[100:240, 190:330] = 255
         Image.fromarray(mask).save(root / split / "masks" / "photo.png")
+    return root
+
+
+def test_evaluation_path_gives_samPredictors_logits(setup, tmp_path):
+    """A dataset sample through collate, the model and the original-resolution evaluation: SamPredictor's logits
+    for the same box (the dataset's tight box of the target, mapped back to the image's pixels)."""
+    root = photo_folder(tmp_path / "folder", setup)
     data = FolderDataModule(root=str(root), image_size=1024, box_jitter=0.0, eval_batch_size=1)
     data.setup("test")
     batch = next(iter(data.test_dataloader()[0]))
@@ -219,3 +224,30 @@ def test_exported_adapter_keeps_the_threshold_rule(setup, tmp_path):
     prompt = PROMPTS["box"]
     result = predictor.predict(image=setup["folder"] / "photo.jpg", boxes=prompt["box"])
     np.testing.assert_array_equal(result.masks[0], official_logits(setup, prompt) > 0)
+
+
+def test_a_centre_letterboxed_run_predicts_what_its_evaluation_gives(setup, tmp_path):
+    """letterbox: center (the released DIT code's placement): the predictor of such a run places the image, the box
+    and the crop of the logits as its evaluation path (dataset, collate, model, original-size logits) does."""
+    module = SamAdaptModule(method="decoder_only", sam_variant="small_1024", sam_checkpoint=str(setup["sam_path"]),
+                            letterbox="center", eval_prompts=["box"], threshold=0.0, threshold_on="logits")
+    save_adapter_checkpoint(module, tmp_path / "centre.ckpt")
+    predictor = SamAdaptPredictor.from_checkpoint(tmp_path / "centre.ckpt")
+    assert predictor.letterbox == "center"  # from the checkpoint's hyperparameters
+    root = photo_folder(tmp_path / "folder", setup)
+    data = FolderDataModule(root=str(root), image_size=1024, box_jitter=0.0, eval_batch_size=1, letterbox="center")
+    data.setup("test")
+    batch = next(iter(data.test_dataloader()[0]))
+    assert batch["content_offset"].tolist() == [[(1024 - 660) // 2, 0]]
+    with torch.no_grad():
+        low_res, _ = module(batch, "box")
+        sample = eval_samples(module.model.upsample(low_res), batch, "original")[0]
+    (top, left), (nh, nw) = batch["content_offset"][0].tolist(), batch["content_hw"][0].tolist()
+    h, w = IMAGE_HW
+    box = (batch["box"][0].double().numpy() - [left, top, left, top]) / np.array([nw / w, nh / h, nw / w, nh / h])
+    result = predictor.predict(image=setup["folder"] / "photo.jpg", boxes=tuple(box))
+    iou, max_diff = agreement(result.logits[0], sample.logits.numpy())
+    assert max_diff < 1e-4, f"logits differ by up to {max_diff:g} (mask IoU {iou:.4f})"
+    np.testing.assert_array_equal(result.masks[0], sample.logits.numpy() > 0)
+    top_left = official_logits(setup, {"points": None, "labels": None, "box": tuple(box)})
+    assert agreement(result.logits[0], top_left)[1] > 1e-2  # the placement does change what the encoder sees
