@@ -38,7 +38,7 @@ LEGACY_CONFIG_FILE = "adapter_config.json"  # read for one release; peft owns th
 CARD_FILE = "README.md"
 FORMAT = "samadapt-adapter/1"
 # The module arguments that shape the network or its outputs; training-only arguments are left out.
-MODEL_ARGS = ("method", "method_options", "sam_variant", "image_size", "text_encoder", "text_options",
+MODEL_ARGS = ("method", "method_options", "sam_variant", "image_size", "letterbox", "text_encoder", "text_options",
               "train_image_encoder", "train_text_encoder", "train_prompts", "eval_prompts", "threshold",
               "threshold_on")
 

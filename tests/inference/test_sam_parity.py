@@ -251,3 +251,8 @@ def test_a_centre_letterboxed_run_predicts_what_its_evaluation_gives(setup, tmp_
     np.testing.assert_array_equal(result.masks[0], sample.logits.numpy() > 0)
     top_left = official_logits(setup, {"points": None, "labels": None, "box": tuple(box)})
     assert agreement(result.logits[0], top_left)[1] > 1e-2  # the placement does change what the encoder sees
+    main(["export", "--ckpt", str(tmp_path / "centre.ckpt"), "--out", str(tmp_path / "adapter")])
+    exported = SamAdaptPredictor.from_export(tmp_path / "adapter", sam_checkpoint=setup["sam_path"])
+    assert exported.letterbox == "center"
+    np.testing.assert_array_equal(exported.predict(image=setup["folder"] / "photo.jpg", boxes=tuple(box)).masks,
+                                  result.masks)
