@@ -58,7 +58,6 @@ MOVED = {
     "data_modules.binary": "data_modules.pipeline.binary",
     "data_modules.synth": "data_modules.synthetic.referring",
     "data_modules.synth_classaware": "data_modules.synthetic.classaware",
-    "data_modules.synth_layouts": "data_modules.synthetic.layouts",
     "data_modules.nested_shapes": "data_modules.synthetic.nested_shapes",
     "data_modules.inspect": "samadapt.commands.inspect_data",
     "data_modules.prepare": "samadapt.commands.prepare",

@@ -70,7 +70,7 @@ def tiny_clip(tmp_path_factory) -> tuple[dict, str]:
 @pytest.fixture(scope="session")
 def tiny_layouts(tmp_path_factory) -> dict[str, str]:
     """Tiny datasets in each official layout, keyed by the class_path of the DataModule that reads them."""
-    from data_modules.synthetic import layouts
+    from tests.helpers import layouts
 
     base = tmp_path_factory.mktemp("layouts")
     return {

@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 from data_modules import CelebAMaskDataModule, Cod10kDataModule, FolderDataModule
-from data_modules.synthetic.layouts import write_celebamask, write_cod10k, write_folder
 from samadapt.errors import MissingFileError, SamAdaptError
+from tests.helpers.layouts import write_celebamask, write_cod10k, write_folder
 
 
 @pytest.fixture(scope="module")

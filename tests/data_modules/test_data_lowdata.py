@@ -10,8 +10,8 @@ from PIL import Image
 
 from data_modules import Ade20kDataModule, CocoLowDataDataModule
 from data_modules.datasets.refcoco import ann_to_mask, load_coco
-from data_modules.synthetic.layouts import write_ade20k, write_coco_lowdata
 from samadapt.errors import MissingFileError, SamAdaptError
+from tests.helpers.layouts import write_ade20k, write_coco_lowdata
 
 S = 96  # the fixtures are 96x72: letterboxing at 96 keeps every pixel
 

@@ -8,7 +8,7 @@ from data_modules.pipeline.augment import PhotometricAugment
 from data_modules.pipeline.collate import collate_prompted
 from data_modules.pipeline.prompts import interior_region, sample_prompts
 from data_modules.pipeline.transforms import letterbox, unletterbox
-from data_modules.synthetic.layouts import write_folder
+from tests.helpers.layouts import write_folder
 
 
 def _disk(h=40, w=60, r=12):

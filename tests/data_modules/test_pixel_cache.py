@@ -13,8 +13,8 @@ from data_modules import Ade20kDataModule, FolderDataModule
 from data_modules.datasets.refcoco import RefCocoDataset
 from data_modules.pipeline.binary import SampleOptions
 from data_modules.pipeline.pixel_cache import HEADER_BYTES, MAGIC, PixelCache
-from data_modules.synthetic.layouts import write_ade20k, write_folder
 from data_modules.synthetic.referring import write_synthetic_refcoco
+from tests.helpers.layouts import write_ade20k, write_folder
 
 S = 64
 

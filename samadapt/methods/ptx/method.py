@@ -16,7 +16,7 @@ variant starts as frozen SAM (except a text token appended after a box prompt, w
 Trained: the adapters (+ text projections) and SAM's mask decoder.
 """
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from segment_anything.modeling import Sam
@@ -87,18 +87,16 @@ class SamPtx(ParallelAdapter):
 
     def __init__(
         self,
-        blocks: Literal["all"] | list[int] = "all",
-        width: int = 64,
-        scale: float = 0.1,
-        act: Literal["gelu", "relu"] = "gelu",
-        placement: Literal["mlp", "mlp+mhsa"] = "mlp",
         text_into: Literal["mlp", "mlp+mhsa"] = "mlp",
         inject: Literal["encoder", "prompt", "decoder"] = "encoder",
         text_projection: Literal["per_adapter", "shared"] = "per_adapter",
+        **adapter: Any,
     ) -> None:
         """text_into: which adapters read the text (encoder injection); it needs the same adapters in placement.
-        text_projection: each text-reading adapter has its own W_t (default), or one W_t serves them all."""
-        super().__init__(blocks, width, scale, act, placement)
+        text_projection: each text-reading adapter has its own W_t (default), or one W_t serves them all.
+        adapter: the ParallelAdapter options (blocks, width, scale, act, placement), with the same defaults."""
+        super().__init__(**adapter)
+        act, placement = self.act, self.placement
         _check_choice("text_into", text_into, PLACEMENTS)
         _check_choice("inject", inject, ("encoder", "prompt", "decoder"))
         _check_choice("text_projection", text_projection, ("per_adapter", "shared"))

@@ -1,7 +1,7 @@
 """Tiny synthetic datasets in the official on-disk layouts (COCO low-data, ADE20K, COD10K, CelebAMask-HQ, folder).
 
-Shapes on textured backgrounds (the scenes of synth.py); each writer returns the data root. Used by the tests,
-the data-loading benchmark and `samadapt inspect-data` demos; the readers cannot tell them from real data.
+Shapes on textured backgrounds (the scenes of data_modules.synthetic.referring); each writer returns the data root;
+the readers cannot tell them from real data.
 """
 
 from __future__ import annotations
