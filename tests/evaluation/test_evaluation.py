@@ -18,12 +18,13 @@ from samadapt.training.module import SamAdaptModule
 from tests.conftest import TEST_SIZE
 
 
-def fake_batch(orig: np.ndarray, ignore: np.ndarray | None = None, size: int = 64):
+def fake_batch(orig: np.ndarray, ignore: np.ndarray | None = None, size: int = 64, placement: str = "top_left"):
     """A one-sample eval batch of an (H, W) target, plus logits that predict exactly its letterboxed mask."""
     h, w = orig.shape
-    lb = letterbox(np.zeros((h, w, 3), np.uint8), orig, size)
+    lb = letterbox(np.zeros((h, w, 3), np.uint8), orig, size, letterbox=placement)
     sample = {"image": lb.image, "mask": lb.mask, "points": torch.zeros(0, 2), "point_labels": torch.zeros(0).long(),
               "box": torch.zeros(4), "text": "", "sample_id": "s0", "orig_size": torch.tensor([h, w]),
+              "content_hw": torch.tensor(lb.content_hw), "content_offset": torch.tensor(lb.content_offset),
               "orig_mask": original_target(orig, ignore), "class_id": 3}
     logits = (lb.mask.float() * 20 - 10)[None]  # +10 inside the letterboxed mask, -10 elsewhere (and in the padding)
     return collate_prompted([sample]), logits
@@ -67,6 +68,21 @@ def test_original_binary_is_the_released_dit_protocol():
     assert 0 < metrics.compute()["oIoU"] <= 1
     with pytest.raises(SamAdaptError, match="SOD"):
         EvalMetrics("sod", 0.35, "probs").update([sample])
+
+
+@pytest.mark.parametrize("resolution", ["original", "original_binary", "model"])
+def test_a_centred_frame_is_cropped_where_its_content_is(resolution):
+    """letterbox: center (the released DIT code's placement): the same numbers as the top-left frame."""
+    orig = np.zeros((30, 50), bool)
+    orig[5:20, 10:40] = True
+    ignore = np.zeros_like(orig)
+    ignore[0, :] = True
+    centred_batch, centred_logits = fake_batch(orig, ignore, placement="center")
+    assert centred_batch["content_offset"].tolist() == [[13, 0]]  # 38 x 64 content in the 64 x 64 frame
+    (centred,) = eval_samples(centred_logits, centred_batch, resolution)
+    (top_left,) = eval_samples(*reversed(fake_batch(orig, ignore)), resolution)
+    assert torch.equal(centred.logits, top_left.logits) and torch.equal(centred.target, top_left.target)
+    assert torch.equal(*[torch.zeros(0) if s.ignore is None else s.ignore for s in (centred, top_left)])
 
 
 def test_threshold_on_probs_or_logits():
