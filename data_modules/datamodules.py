@@ -38,7 +38,8 @@ def check_long_sides(sizes: list[int] | None, image_size: int) -> tuple[int, ...
     if bad:
         raise SamAdaptError(f"random_long_side {list(sizes)}: {bad} not a whole number in 1..{image_size} (the "
                             f"image_size); the content is resized to one of these sizes inside the "
-                            f"{image_size} x {image_size} frame")
+                            f"{image_size} x {image_size} frame. With another image_size, give sizes that fit "
+                            f"(DIT's: image_size - 32 i, i = 0..6) or null.")
     return tuple(sizes)
 
 
