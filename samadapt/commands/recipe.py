@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,8 +42,9 @@ class Setting:
         return self.note.upper().startswith("DEVIATION")
 
 
-def read_recipes(path: Path = RECIPES) -> dict[str, list[Setting]]:
+def read_recipes(path: Path | None = None) -> dict[str, list[Setting]]:
     """Experiment name -> its settings, inherited rows first (a later row of the same key replaces it)."""
+    path = path or RECIPES
     sections: dict[str, dict[str, Setting]] = {}
     parents: dict[str, str] = {}
     current = None
@@ -92,7 +95,15 @@ def effective_config(files: list[Path], overrides: list[str] = ()) -> dict:
             pass
 
     args = [a for f in files for a in ("--config", str(f))] + list(overrides)
-    return ParseOnly(args=args, run=False).config.as_dict()
+    seed_log = logging.getLogger("lightning.fabric.utilities.seed")
+    level = seed_log.level
+    seed_log.setLevel(logging.WARNING)  # parsing seeds nothing worth a line
+    try:
+        with warnings.catch_warnings():  # LightningCLI warns when args come while sys.argv holds the verb's own
+            warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python")
+            return ParseOnly(args=args, run=False).config.as_dict()
+    finally:
+        seed_log.setLevel(level)
 
 
 def lookup(config: dict, key: str) -> object:

@@ -78,6 +78,8 @@ def test_every_experiment_runs_two_steps(experiment, tiny_sam_checkpoint, shapes
     data_root = None if class_path == REFCOCO_DATA else tiny_layouts[class_path]
     clip = tiny_clip if model_setting(experiment, "text_encoder") == "clip" else None
     overrides = tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert, data_root=data_root, clip=clip)
+    if any("random_long_side" in path.read_text() for path in experiment_files(experiment)):
+        overrides.append("--data.init_args.random_long_side=[64,56,48]")  # DIT's 512..320 scaled to the tiny frame
     if not METHODS[model_setting(experiment, "method")].needs_training:  # a pipeline: evaluated, never fitted
         main(["validate", *configs(experiment), *overrides])
         assert "val/oIoU" in next((tmp_path / "runs").rglob("metrics.csv")).read_text()
