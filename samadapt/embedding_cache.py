@@ -137,6 +137,8 @@ def cache_plan(datamodule: object) -> str:
     if random:
         return (f"embedding cache: training images are encoded every time ({' and '.join(random)} change their "
                 "pixels at random); evaluation images are cached")
-    if settings.get("hflip"):
-        return "embedding cache: training images cached per view (2 views each: as is and flipped)"
+    views = (2 if settings.get("hflip") else 1) * len(settings.get("random_long_side") or [None])
+    if views > 1:
+        return (f"embedding cache: training images cached per view (up to {views} views each: "
+                "flipped or not, at each drawn size)")
     return "embedding cache: every image is encoded once and reused"

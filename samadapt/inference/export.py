@@ -200,6 +200,10 @@ def merge_into_sam(checkpoint_path: str | Path, out: str | Path, sam_checkpoint:
         raise SamAdaptError(f"{checkpoint_path}: a {method} run cannot be merged into a SAM checkpoint: "
                             f"{why}. Only {', '.join(MERGEABLE)} runs change SAM's own weights; export the "
                             "adapter instead (samadapt export without --merge).")
+    if hparams.get("letterbox", "top_left") != "top_left":
+        raise SamAdaptError(f"{checkpoint_path}: this run was trained with letterbox {hparams['letterbox']!r}; "
+                            "SamPredictor and the tools built on it place images top-left, so the merged SAM "
+                            "would see inputs unlike its training. Export the adapter instead (without --merge).")
     base = sam_checkpoint or hparams.get("sam_checkpoint")
     args = {**{k: hparams[k] for k in MODEL_ARGS if k in hparams}, "sam_checkpoint": base and str(base)}
     module = module_with_weights(args, adapter_weights(checkpoint), checkpoint_path)  # EMA values when kept

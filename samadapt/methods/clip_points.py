@@ -18,18 +18,21 @@ from samadapt.text import TextEncoder, TextFeatures
 from samadapt.text.clip_vision import resample_to_grid, similarity_map, vision_tower_of
 
 
-def content_extent(images: torch.Tensor, padding: torch.Tensor) -> list[tuple[int, int]]:
-    """(height, width) of each letterboxed image's content: the letterbox pads bottom and right with `padding`
-    (SAM's pixel mean, (3,) or (3,1,1), which no 0..255 integer pixel equals)."""
+def content_extent(images: torch.Tensor, padding: torch.Tensor) -> list[tuple[int, int, int, int]]:
+    """(top, left, bottom, right) of each letterboxed image's content, wherever the letterbox put it: the
+    padding is `padding` (SAM's pixel mean, (3,) or (3,1,1), which no 0..255 integer pixel equals)."""
     inside = (images != padding.reshape(1, 3, 1, 1).to(images)).any(dim=1)  # (B,S,S)
     out = []
     for m in inside:
         rows, cols = m.any(dim=1).nonzero(), m.any(dim=0).nonzero()
-        out.append((int(rows.max()) + 1 if len(rows) else m.shape[0], int(cols.max()) + 1 if len(cols) else m.shape[1]))
+        if not len(rows):
+            out.append((0, 0, m.shape[0], m.shape[1]))
+            continue
+        out.append((int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1))
     return out
 
 
-def peak_points(sim: torch.Tensor, size: int, extent: tuple[int, int], positives: int,
+def peak_points(sim: torch.Tensor, size: int, extent: tuple[int, int, int, int], positives: int,
                 negatives: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Points (K,2) xy in the S x S input frame and labels (K,) from one similarity map (H,W).
 
@@ -39,7 +42,8 @@ def peak_points(sim: torch.Tensor, size: int, extent: tuple[int, int], positives
     h, w = sim.shape
     ys = (torch.arange(h, device=sim.device) + 0.5) * size / h
     xs = (torch.arange(w, device=sim.device) + 0.5) * size / w
-    inside = (ys[:, None] < extent[0]) & (xs[None, :] < extent[1])
+    top, left, bottom, right = extent
+    inside = (ys[:, None] >= top) & (ys[:, None] < bottom) & (xs[None, :] >= left) & (xs[None, :] < right)
     is_peak = sim >= F.max_pool2d(sim[None, None], 3, stride=1, padding=1)[0, 0]
     low = float("-inf")
     peaks = torch.where(inside & is_peak, sim, low).flatten()

@@ -23,6 +23,7 @@ from samadapt.evaluation.protocol import (
     write_report,
 )
 from samadapt.model import SamAdaptModel, model_defaults, parse_prompt_kinds
+from samadapt.sam.preprocess import content_boxes
 from samadapt.training.ema import EMA
 from samadapt.training.losses import SegmentationLoss
 from samadapt.training.optim import LrScaling, configure_optimization, global_batch_accumulation
@@ -262,9 +263,8 @@ class SamAdaptModule(L.LightningModule):
         probs = self.model.upsample(low_res).sigmoid()
         size = probs.shape[-1]
         valid = torch.zeros_like(probs, dtype=torch.bool)
-        for i, (h, w) in enumerate(batch["orig_size"].tolist()):
-            scale = size / max(h, w)
-            valid[i, :, : int(h * scale + 0.5), : int(w * scale + 0.5)] = True
+        for i, (top, left, h, w) in enumerate(content_boxes(batch, size, self.model.letterbox).tolist()):
+            valid[i, :, top : top + h, left : left + w] = True
         return probs, valid
 
     def _evaluate(self, batch: dict, *metric_sets: torch.nn.ModuleDict, key_prefix: str = "") -> None:

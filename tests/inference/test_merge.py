@@ -95,3 +95,13 @@ def test_methods_that_add_parts_cannot_merge(trained_runs, tmp_path, capsys):
     with pytest.raises(SamAdaptError, match="a parallel_adapter run cannot.*layers or prompts that SAM does not have"):
         merge_into_sam(tmp_path / "adapter.ckpt", tmp_path / "x.pth")
     assert not (tmp_path / "x.pth").exists()
+
+
+def test_a_centre_letterboxed_run_is_not_merged(mergeable_runs, tmp_path):
+    """SamPredictor places images top-left: a SAM trained on centred frames would be merged into the wrong input."""
+    checkpoint = torch.load(mergeable_runs["decoder_only"], map_location="cpu", weights_only=True)
+    checkpoint["hyper_parameters"]["letterbox"] = "center"
+    torch.save(checkpoint, tmp_path / "centred.ckpt")
+    with pytest.raises(SamAdaptError, match="letterbox 'center'.*without --merge"):
+        merge_into_sam(tmp_path / "centred.ckpt", tmp_path / "x.pth")
+    assert not (tmp_path / "x.pth").exists()

@@ -50,13 +50,13 @@ def test_peaks_become_points_inside_the_image():
     sim[1, 1] = 0.5   # a second peak
     sim[7, 7] = 1.0   # strongest of all, but in the letterbox padding (content is 48 px high)
     sim[3, 0] = -0.8
-    points, labels = peak_points(sim, 64, (48, 64), positives=2, negatives=1)
+    points, labels = peak_points(sim, 64, (0, 0, 48, 64), positives=2, negatives=1)
     assert labels.tolist() == [1, 1, 0]
     assert points.tolist() == [[44.0, 20.0], [12.0, 12.0], [4.0, 28.0]]  # cell centres, xy, in the 64 px frame
     mean = torch.tensor([123.675, 116.28, 103.53])  # SAM's pixel mean: the letterbox padding the model sees
     image = mean.reshape(1, 3, 1, 1).repeat(1, 1, 64, 64)
     image[0, :, :48, :40] = 0.0  # black content must count as content
-    assert content_extent(image, mean) == [(48, 40)]
+    assert content_extent(image, mean) == [(0, 0, 48, 40)]
 
 
 def clip_points(checkpoint, clip, **options):
@@ -100,3 +100,20 @@ def test_clip_points_validates_without_fit_and_refuses_fit(tiny_sam_checkpoint, 
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", *args])
     assert exit_info.value.code == 2 and "samadapt validate" in capsys.readouterr().err
+
+
+def test_clip_points_finds_centred_content():
+    """The CLIP peaks only fall inside the image content, wherever the letterbox placed it."""
+    import torch
+
+    from samadapt.methods.clip_points import content_extent, peak_points
+
+    mean = torch.tensor([123.675, 116.28, 103.53])
+    images = mean.reshape(1, 3, 1, 1).repeat(1, 1, 64, 64)
+    images[:, :, 16:48, :] = 10.0  # a wide image centred vertically: rows 16..47 hold content
+    assert content_extent(images, mean) == [(16, 0, 48, 64)]
+    sim = torch.zeros(8, 8)
+    sim[0, 3] = sim[7, 5] = 5.0  # peaks in the padding above and below
+    sim[3, 2] = 1.0  # a weaker one inside
+    points, labels = peak_points(sim, 64, (16, 0, 48, 64), positives=1, negatives=0)
+    assert labels.tolist() == [1] and 16 <= points[0, 1] < 48
