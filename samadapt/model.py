@@ -173,9 +173,13 @@ class SamAdaptModel(nn.Module):
         return self.decode_prompts(embeddings, batch, text, prompt_kinds)
 
     def decode_prompts(
-        self, embeddings: torch.Tensor, batch: dict, text: TextFeatures | None, prompt_kinds: list[PromptKinds]
+        self, embeddings: torch.Tensor, batch: dict, text: TextFeatures | None, prompt_kinds: list[PromptKinds],
+        *, masks: torch.Tensor | None = None, multimask_output: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Decode sample i's prompts (prompt_kinds[i] of the batch's points, box and text) on embeddings[i]."""
+        """Decode sample i's prompts (prompt_kinds[i] of the batch's points, box and text) on embeddings[i].
+
+        `masks` (B,1,4h,4w): previous low-res logits as SAM's dense mask prompt (SamPredictor's mask_input);
+        `multimask_output`: SAM's three masks per sample instead of one."""
         logits, ious = [], []
         for i, kinds in enumerate(prompt_kinds):
             sparse, dense = embed_prompts(
@@ -183,13 +187,14 @@ class SamAdaptModel(nn.Module):
                 batch["points"][i] if "points" in kinds else None,
                 batch["point_labels"][i] if "points" in kinds else None,
                 batch["box"][i] if "box" in kinds else None,
+                mask=None if masks is None else masks[i],
             )
             sample_text = None
             if text is not None and "text" in kinds:
                 keep = text.mask[i]
                 sample_text = TextFeatures(text.tokens[i : i + 1, keep], keep[keep][None], text.pooled[i : i + 1])
             sparse, dense = self.method.prompt_embeddings(self.sam, sparse, dense, sample_text, embeddings[i : i + 1])
-            low_res, iou = decode(self.sam, embeddings[i : i + 1], sparse, dense, multimask_output=False)
+            low_res, iou = decode(self.sam, embeddings[i : i + 1], sparse, dense, multimask_output=multimask_output)
             logits.append(low_res)
             ious.append(iou)
         return torch.cat(logits), torch.cat(ious)

@@ -4,6 +4,11 @@
     predictor.set_image("photo.jpg")                      # path, PIL image or HxWx3 uint8 array
     result = predictor.predict(text="the red car")        # masks (1,H,W) bool, scores (1,), probs (1,H,W)
     result = predictor.predict(text="the red car", points=[(120, 80)])   # same image, another prompt
+    result = predictor.predict(points=[(120, 80)], multimask_output=True)    # SAM's 3 masks and their scores
+    again = predictor.predict(points=[(120, 80)], mask_input=result.low_res_logits[[result.scores.argmax()]])
+
+SamPredictor's other entry points are here too: `predict_torch` (batched boxes/points already in the input
+frame), `get_image_embedding()` and `reset_image()` (segment_anything/predictor.py).
 
 The image is prepared as SAM's own predictor does (samadapt/sam/preprocess.py): resized with the longest side
 at the model's size, normalised, zero-padded; prompts scale per axis; logits are resized back to the original
@@ -35,10 +40,13 @@ ImageInput = str | Path | Image.Image | np.ndarray
 
 @dataclass
 class Prediction:
-    masks: np.ndarray  # (K, H, W) bool at the original image size, one per box (K = 1 without boxes)
+    """K masks at the original size: one per box (K = 1 without boxes), or SAM's 3 with multimask_output."""
+
+    masks: np.ndarray  # (K, H, W) bool (float32 logits with return_logits=True)
     scores: np.ndarray  # (K,) the decoder's predicted IoU of each mask
     probs: np.ndarray  # (K, H, W) float32 foreground probabilities
     logits: np.ndarray  # (K, H, W) float32 mask logits (SamPredictor's return_logits=True)
+    low_res_logits: np.ndarray | None = None  # (K, 4h, 4w) input-frame logits: the next predict's mask_input
 
 
 def load_module(
@@ -186,15 +194,18 @@ class SamAdaptPredictor:
         if self.reuses_image_embedding:
             self._embedding = self.model.method.encode(self.model.sam, self._image, None)
 
+    def _check_text(self, text) -> None:
+        if not str(text).strip():
+            raise SamAdaptError("text is empty; give a phrase or leave text out")
+        if not self.uses_text:
+            raise SamAdaptError(f"this adapter ({self.module.hparams.method}) does not read text; "
+                                "prompt it with points or a box")
+
     def _prompt_batch(self, text, points, point_labels, boxes) -> tuple[dict, frozenset[str]]:
         """The prompts as a batch in the letterboxed frame, one sample per box, and their kinds."""
         kinds = []
         if text is not None:
-            if not str(text).strip():
-                raise SamAdaptError("text is empty; give a phrase or leave text out")
-            if not self.uses_text:
-                raise SamAdaptError(f"this adapter ({self.module.hparams.method}) does not read text; "
-                                    "prompt it with points or a box")
+            self._check_text(text)
             kinds.append("text")
         pts, labels, box_array = check_prompts(self._orig_hw, points, point_labels, boxes)
         if len(pts):
@@ -220,15 +231,96 @@ class SamAdaptPredictor:
 
     @torch.no_grad()
     def predict(self, image: ImageInput | None = None, text: str | None = None, points=None, point_labels=None,
-                boxes=None, threshold: float | None = None) -> Prediction:
+                boxes=None, threshold: float | None = None, *, multimask_output: bool = False, mask_input=None,
+                return_logits: bool = False) -> Prediction:
         """Masks for one prompt set, or one per box: `points` [(x, y), ...] with `point_labels` (1 foreground,
         0 background; default all 1), `boxes` (x0, y0, x1, y1) or a list of them, `text` a phrase. All
-        coordinates in pixels of the original image. `image` sets a new image first."""
+        coordinates in pixels of the original image. `image` sets a new image first.
+
+        As SamPredictor.predict: `multimask_output` gives SAM's 3 masks and scores (one prompt set only);
+        `mask_input` a previous prediction's low-res logits (1, 4h, 4w), e.g. `low_res_logits[[best]]`;
+        `return_logits` puts logits in `masks` instead of booleans."""
         if image is not None:
             self.set_image(image)
+        self._require_image()
+        batch, kinds = self._prompt_batch(text, points, point_labels, boxes)
+        count = len(batch["text"])
+        if multimask_output and count > 1:
+            raise SamAdaptError(f"multimask_output gives 3 masks for ONE prompt set; got {count} boxes. "
+                                "Give one box, or use predict_torch for a batch of boxes")
+        low_res_prompt = None if mask_input is None else self._mask_input(mask_input, count, leading=1)
+        low_res, iou = self._decode(batch, kinds, low_res_prompt, multimask_output)
+        logits, masks = self._to_original(low_res, threshold, return_logits)
+        return Prediction(masks.flatten(0, 1).cpu().numpy(), iou.flatten().float().cpu().numpy(),
+                          logits.flatten(0, 1).sigmoid().cpu().numpy(), logits.flatten(0, 1).cpu().numpy(),
+                          low_res.flatten(0, 1).float().cpu().numpy())
+
+    @torch.no_grad()
+    def predict_torch(self, point_coords: torch.Tensor | None = None, point_labels: torch.Tensor | None = None,
+                      boxes: torch.Tensor | None = None, mask_input: torch.Tensor | None = None,
+                      multimask_output: bool = True, return_logits: bool = False, text: str | None = None,
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """SamPredictor.predict_torch: B prompt sets already in the input frame (points (B,N,2) with labels
+        (B,N), boxes (B,4), as `samadapt.sam.preprocess.coords_to_input` / `boxes_to_input` map them), mask_input
+        (B,1,4h,4w), one `text` for all -> masks (B,C,H,W) at the original size, scores (B,C), low-res logits
+        (B,C,4h,4w); C is 3 with multimask_output, else 1."""
+        self._require_image()
+        if point_coords is None and boxes is None and text is None:
+            raise SamAdaptError("predict_torch needs point_coords with point_labels, boxes or text")
+        if point_coords is not None and (point_labels is None or point_labels.shape != point_coords.shape[:2]):
+            raise SamAdaptError("point_labels must be given with point_coords, shape (B,N) for points (B,N,2)")
+        sizes = {len(t) for t in (point_coords, boxes, mask_input) if t is not None}
+        if len(sizes) > 1:
+            raise SamAdaptError(f"point_coords, boxes and mask_input must have the same batch size, got {sizes}")
+        count = sizes.pop() if sizes else 1
+        kinds = [k for k, given in (("points", point_coords is not None), ("box", boxes is not None),
+                                    ("text", text is not None)) if given]
+        if text is not None:
+            self._check_text(text)
+        batch = {
+            "points": None if point_coords is None else point_coords.to(self.device, torch.float32),
+            "point_labels": None if point_labels is None else point_labels.to(self.device, torch.long),
+            "box": None if boxes is None else boxes.reshape(count, 4).to(self.device, torch.float32),
+            "text": [str(text or "")] * count,
+        }
+        low_res_prompt = None if mask_input is None else self._mask_input(mask_input, count, leading=2)
+        low_res, iou = self._decode(batch, parse_prompt_kinds("+".join(sorted(kinds))), low_res_prompt,
+                                    multimask_output)
+        logits, masks = self._to_original(low_res, None, return_logits)
+        return masks, iou, low_res
+
+    def get_image_embedding(self) -> torch.Tensor:
+        """The (1,C,h,w) embedding of the image set last, as SamPredictor.get_image_embedding."""
+        self._require_image()
+        if self._embedding is None:
+            raise SamAdaptError(f"this adapter ({self.module.hparams.method}) encodes the image anew for each "
+                                "prompt (its encoder reads the text or is trained): there is no one image embedding")
+        return self._embedding
+
+    def reset_image(self) -> None:
+        """Forget the image set last (SamPredictor.reset_image); predict then needs set_image again."""
+        self.original_image, self._image, self._embedding = None, None, None
+        self._orig_hw, self._content_box = (0, 0), (0, 0, 0, 0)
+
+    # ---- decoding --------------------------------------------------------------------------------
+    def _require_image(self) -> None:
         if self._image is None:
             raise SamAdaptError("no image: call set_image(image) first or pass image=")
-        batch, kinds = self._prompt_batch(text, points, point_labels, boxes)
+
+    def _mask_input(self, mask_input, count: int, leading: int) -> torch.Tensor:
+        """A low-res logit mask as SamPredictor takes it, (1,4h,4w) in predict or (B,1,4h,4w) in predict_torch,
+        checked and repeated to one per prompt set."""
+        side = self.model.sam.prompt_encoder.mask_input_size
+        tensor = torch.as_tensor(np.asarray(mask_input) if not torch.is_tensor(mask_input) else mask_input)
+        expected = (1, *side) if leading == 1 else (count, 1, *side)
+        if tuple(tensor.shape) != expected:
+            raise SamAdaptError(f"mask_input must have shape {expected} (a previous prediction's low_res_logits), "
+                                f"got {tuple(tensor.shape)}")
+        return tensor.reshape(-1, 1, *side).expand(count, -1, -1, -1).to(self.device, torch.float32)
+
+    def _decode(self, batch: dict, kinds: frozenset[str], masks: torch.Tensor | None, multimask_output: bool
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Low-res logits (B,C,4h,4w) and scores (B,C) of the batch's prompt sets on the image set last."""
         count = len(batch["text"])
         features = self.model.encode_text(batch["text"]) if "text" in kinds else None
         embedding = self._embedding
@@ -237,12 +329,20 @@ class SamAdaptPredictor:
                                                                 features.pooled[:1])
             embedding = self.model.method.encode(self.model.sam, self._image, first)
         low_res, iou = self.model.decode_prompts(embedding.expand(count, -1, -1, -1), batch, features,
-                                                 [kinds] * count)
-        logits = to_original(self.model.upsample(low_res)[:, 0], self._orig_hw,  # as Sam.postprocess_masks
-                             content_box=self._content_box)
-        if threshold is None:  # the run's own rule (threshold_on: probs or logits), as its evaluation used
-            masks = binarize(logits, self.threshold, self.threshold_on)
-        else:  # a probability given by the caller
-            masks = binarize(logits, threshold, "probs")
-        return Prediction(masks.cpu().numpy(), iou[:, 0].float().cpu().numpy(), logits.sigmoid().cpu().numpy(),
-                          logits.cpu().numpy())
+                                                 [kinds] * count, masks=masks, multimask_output=multimask_output)
+        wanted = 3 if multimask_output else 1
+        if low_res.shape[1] != wanted:
+            raise SamAdaptError(f"this adapter's decoder ({self.module.hparams.method}) gives {low_res.shape[1]} "
+                                f"masks per prompt, not {wanted}: use multimask_output={not multimask_output}")
+        return low_res, iou
+
+    def _to_original(self, low_res: torch.Tensor, threshold: float | None, return_logits: bool
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B,C,H,W) at the original size (as Sam.postprocess_masks) and the masks: booleans by the
+        run's rule (threshold_on probs or logits, as its evaluation), or the logits themselves."""
+        logits = to_original(self.model.upsample(low_res), self._orig_hw, content_box=self._content_box)
+        if return_logits:
+            return logits, logits
+        if threshold is None:
+            return logits, binarize(logits, self.threshold, self.threshold_on)
+        return logits, binarize(logits, threshold, "probs")  # a probability given by the caller

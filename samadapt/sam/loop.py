@@ -23,11 +23,14 @@ def embed_prompts(
     points: torch.Tensor | None = None,
     point_labels: torch.Tensor | None = None,
     box: torch.Tensor | None = None,
+    *,
+    mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sparse (1,N,C) and dense (1,C,h,w) embeddings for ONE sample's prompts.
 
     Collate padding (label -1) is dropped first, so a sample's result does not depend on its batch; SAM then
-    adds its own padding point exactly as the official predictor does.
+    adds its own padding point exactly as the official predictor does. `mask`: a previous low-res logit mask
+    (1,4h,4w) or (1,1,4h,4w) in the input frame, SamPredictor's `mask_input`; None gives SAM's no-mask embedding.
     """
     point_input = None
     if points is not None and point_labels is not None:
@@ -35,7 +38,8 @@ def embed_prompts(
         if keep.any():
             point_input = (points[keep][None].float(), point_labels[keep][None])
     box_input = None if box is None else box.reshape(1, 4).float()
-    return sam.prompt_encoder(points=point_input, boxes=box_input, masks=None)
+    mask_input = None if mask is None else mask.reshape(1, 1, *mask.shape[-2:]).float()
+    return sam.prompt_encoder(points=point_input, boxes=box_input, masks=mask_input)
 
 
 def decode(
