@@ -34,7 +34,7 @@ def test_ldit_refcoco_without_data_or_checkpoint_is_one_clear_message(tmp_path):
 def test_ldit_refcoco_trains_and_evaluates_on_the_demo_stand_ins(tiny_sam_checkpoint, shapes_root, tiny_bert,
                                                                  tmp_path):
     overrides = " ".join([
-        *tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert),
+        *tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert), "--data.init_args.random_long_side=[64,56,48]",
         "--model.global_batch_size=4", f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false",
         "--data.init_args.test_splits=[val,testA,testB]",
     ])

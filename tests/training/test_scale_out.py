@@ -63,7 +63,8 @@ def test_an_unreachable_global_batch_stops_before_training(tiny_sam_checkpoint, 
 
 def test_fsdp2_full_finetune_runs_on_two_cpu_processes(tiny_sam_checkpoint, shapes_root, tiny_bert, tmp_path):
     """refcoco/ldit ABL=vith_fsdp (FSDP2 through Lightning's ModelParallelStrategy), tiny SAM, 2 gloo processes."""
-    overrides = tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert, steps=2)
+    overrides = [*tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert, steps=2),
+                 "--data.init_args.random_long_side=[64,56,48]"]  # DIT's 512..320 scaled to the tiny frame
     args = [sys.executable, "-m", "samadapt.cli", "fit", *configs("refcoco/ldit/vith_fsdp"), *overrides,
             "--trainer.devices=2", "--trainer.precision=32-true", "--model.global_batch_size=8",
             "--trainer.logger=false", f"--trainer.default_root_dir={tmp_path}", "--trainer.enable_progress_bar=false",
