@@ -5,10 +5,13 @@ run's log folder at the end of `samadapt test`, or of `trainer.test` as the demo
 that folder, a results.json file, or any folder above them (every results.json below it is one run).
 Writes a markdown table (one row per run and test split: method, dataset, trainable parameters, every metric,
 and the run's cost where known) and a bar chart of --metric per run and split next to it (report.png).
+Runs that differ only in seed (same `config_id` in results.json, different `seed`) are also pooled into a
+table of mean +- std over the seeds (sample std, n - 1), one row per configuration and split.
 """
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 
 from samadapt.errors import MissingFileError, SamAdaptError
@@ -83,6 +86,43 @@ def markdown_table(runs: list[dict], names: list[str]) -> str:
     return "\n".join(lines)
 
 
+def seed_groups(runs: list[dict], names: list[str]) -> list[tuple[str, list[dict]]]:
+    """Configurations run with two or more seeds: (label, runs), in first-seen order."""
+    groups: dict[str, list[tuple[str, dict]]] = {}
+    for name, run in zip(names, runs, strict=True):
+        if run.get("config_id") and run.get("seed") is not None:
+            groups.setdefault(run["config_id"], []).append((name, run))
+    pooled = []
+    for members in groups.values():
+        if len({run["seed"] for _, run in members}) >= 2:
+            label = f"{members[0][1].get('method', '?')} ({members[0][0]}, ...)"
+            pooled.append((label, [run for _, run in members]))
+    return pooled
+
+
+def mean_std(values: list[float]) -> str:
+    if len(values) < 2:
+        return "–" if not values else f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def seed_table(runs: list[dict], names: list[str]) -> str:
+    """Mean +- std over seeds for every configuration run with several seeds; "" when there is none."""
+    groups = seed_groups(runs, names)
+    if not groups:
+        return ""
+    metrics = ordered_union(values for run in runs for values in run["metrics"].values())
+    header = ["configuration", "dataset", "split", "seeds", *metrics]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, members in groups:
+        seeds = ", ".join(str(run["seed"]) for run in members)
+        for split in ordered_union(splits_of(run) for run in members):
+            cells = [mean_std([run["metrics"][split][m] for run in members
+                               if m in run["metrics"].get(split, {})]) for m in metrics]
+            lines.append("| " + " | ".join([label, str(members[0].get("dataset", "?")), split, seeds, *cells]) + " |")
+    return "\n".join(["## Over seeds (mean ± std)", "", *lines, ""])
+
+
 def bar_chart(runs: list[dict], names: list[str], metric: str, path: Path) -> None:
     """Grouped bars: one group per run, one bar per test split."""
     import matplotlib
@@ -120,6 +160,7 @@ def write_comparison(paths: list[Path], out: Path, metric: str = "oIoU", title: 
     bar_chart(runs, names, metric, chart)
     text = "\n".join([f"# {title}", "", markdown_table(runs, names), "",
                       f"IoUs are fractions in [0, 1]; `{POOLED}` is every test split together.", "",
+                      seed_table(runs, names),
                       f"![test {metric}]({chart.name})", ""])
     atomic_write(out, lambda tmp: Path(tmp).write_text(text))
     return text

@@ -6,6 +6,9 @@ At the end of testing: `<log_dir>/results.json` (see RESULTS_FILE) is written an
 counts and costs go into the summary of every W&B run, the numbers its runs table shows side by side.
 """
 
+import hashlib
+import json
+import os
 import resource
 import statistics
 import time
@@ -39,6 +42,23 @@ def split_metrics(callback_metrics: dict) -> dict[str, dict[str, float]]:
         *scope, metric = key.removeprefix("test/").split("/")
         out.setdefault("/".join(scope) or POOLED, {})[metric] = float(value)
     return out
+
+
+def config_id(pl_module: LightningModule, datamodule) -> str:
+    """A short hash of the model's and data's settings: runs that differ only in seed share it (compare pools them).
+
+    The data's own `seed` is left out, so a seed sweep over `--seed_everything` or `--data.init_args.seed` pools.
+    """
+    data = {k: v for k, v in dict(getattr(datamodule, "hparams", {}) or {}).items() if k != "seed"}
+    settings = {"model": dict(pl_module.hparams), "data": data}
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def global_seed() -> int | None:
+    """The seed `seed_everything` set (LightningCLI's --seed_everything), None when the run was not seeded."""
+    seed = os.environ.get("PL_GLOBAL_SEED")
+    return int(seed) if seed not in (None, "") else None
 
 
 class RunResults(Callback):
@@ -80,6 +100,8 @@ class RunResults(Callback):
             "method": method,
             "dataset": dataset,
             "eval_prompts": prompt_label(hp.get("eval_prompts", "text")),
+            "seed": global_seed(),
+            "config_id": config_id(pl_module, trainer.datamodule),
             **pl_module.parameter_counts(),
             "train_seconds": self.train_seconds,
             "step_seconds": round(statistics.median(self.step_times), 4) if self.step_times else None,

@@ -44,3 +44,36 @@ def test_compare_finds_runs_below_a_folder_and_refuses_bad_input(trained_runs, t
             main(["compare", *args, "--out", str(tmp_path / "x.md")])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "x.md").exists()
+
+
+def test_compare_pools_runs_that_differ_only_in_seed(tiny_sam_checkpoint, shapes_root, tiny_bert, tmp_path):
+    """Two seeds of one configuration and one other configuration: the seeds share config_id and are pooled
+    as mean ± std (sample std); the other run is not pooled with them."""
+    import statistics
+
+    from tests.helpers.tiny_runs import fit_and_test
+
+    folders = [fit_and_test("demo/shallow_fusion", tmp_path, f"seed{seed}", tiny_sam_checkpoint, shapes_root,
+                            tiny_bert, extra=(f"--seed_everything={seed}",))[0] for seed in (1, 2)]
+    other = fit_and_test("demo/shallow_fusion", tmp_path, "lr", tiny_sam_checkpoint, shapes_root, tiny_bert,
+                         extra=("--seed_everything=1", "--model.lr=0.01"))[0]
+    results = [json.loads((folder / "results.json").read_text()) for folder in folders]
+    other_results = json.loads((other / "results.json").read_text())
+    assert [r["seed"] for r in results] == [1, 2]
+    assert results[0]["config_id"] == results[1]["config_id"] != other_results["config_id"]
+
+    out = tmp_path / "report.md"
+    main(["compare", *(str(f) for f in (*folders, other)), "--out", str(out)])
+    pooled = out.read_text().split("## Over seeds (mean ± std)")[1]
+    rows = [line for line in pooled.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) == 2  # one configuration x (testA, all)
+    cells = {c.strip() for c in rows[1].strip("|").split("|")}
+    values = [r["metrics"]["all"]["oIoU"] for r in results]
+    assert f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}" in cells
+    assert "1, 2" in cells and "all" in cells
+
+
+def test_compare_without_repeated_seeds_has_no_seed_table(trained_runs, tmp_path):
+    out = tmp_path / "report.md"
+    main(["compare", *(str(folder) for folder, _ in trained_runs.values()), "--out", str(out)])
+    assert "Over seeds" not in out.read_text()
