@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from data_modules.pipeline.augment import JitterStyle, PhotometricAugment
-from data_modules.pipeline.images import LoadReport, binary_from_label, check_same_size, read_label, read_rgb
+from data_modules.pipeline.images import LoadReport, check_same_size, read_binary_mask, read_rgb
 from data_modules.pipeline.pixel_cache import PixelCache, PixelSource, letterboxed_pixels
 from data_modules.pipeline.prompts import PointStrategy, letterboxed_prompts
 from data_modules.pipeline.sample import Sample
@@ -191,7 +191,7 @@ class MaskFileDataset(BinarySegDataset):
 
     def load_mask(self, target: Target, image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
         mask_path = Path(target.source[0])
-        mask = binary_from_label(read_label(mask_path, self.report), mask_path, self.report)
+        mask = read_binary_mask(mask_path, self.report)
         check_same_size(image_hw, mask, Path(target.image), mask_path)
         return mask, None
 
