@@ -8,7 +8,8 @@
     again = predictor.predict(points=[(120, 80)], mask_input=result.low_res_logits[[result.scores.argmax()]])
 
 SamPredictor's other entry points are here too: `predict_torch` (batched boxes/points already in the input
-frame), `get_image_embedding()` and `reset_image()` (segment_anything/predictor.py).
+frame), `get_image_embedding()` and `reset_image()` (segment_anything/predictor.py); for runs whose result is
+SAM with other weights, `automatic_mask_generator(**options)` is segment_anything's own generator on them.
 
 The image is prepared as SAM's own predictor does (samadapt/sam/preprocess.py): resized with the longest side
 at the model's size, normalised, zero-padded; prompts scale per axis; logits are resized back to the original
@@ -301,6 +302,23 @@ class SamAdaptPredictor:
         """Forget the image set last (SamPredictor.reset_image); predict then needs set_image again."""
         self.original_image, self._image, self._embedding = None, None, None
         self._orig_hw, self._content_box = (0, 0), (0, 0, 0, 0)
+
+    def automatic_mask_generator(self, **options):
+        """segment_anything's SamAutomaticMaskGenerator on this run's SAM, for the runs whose result is SAM with
+        other weights (decoder_only / SAM-F, full, LoRA): `options` are the generator's own (points_per_side,
+        pred_iou_thresh, ...); `.generate(rgb_uint8)` returns its list of mask records at the original size."""
+        from segment_anything import SamAutomaticMaskGenerator
+
+        from samadapt.inference.export import MERGEABLE
+
+        method = self.module.hparams.method
+        if method not in MERGEABLE:
+            raise SamAdaptError(f"automatic masks need a run whose result is SAM itself ({', '.join(MERGEABLE)}); "
+                                f"a {method} run adds text or layers that SAM's point grid cannot drive")
+        if self.letterbox != "top_left":
+            raise SamAdaptError(f"this run was trained with letterbox {self.letterbox!r}; the generator places "
+                                "images top-left as SAM does, unlike its training")
+        return SamAutomaticMaskGenerator(self.model.sam, **options)
 
     # ---- decoding --------------------------------------------------------------------------------
     def _require_image(self) -> None:

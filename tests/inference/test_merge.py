@@ -105,3 +105,30 @@ def test_a_centre_letterboxed_run_is_not_merged(mergeable_runs, tmp_path):
     with pytest.raises(SamAdaptError, match="letterbox 'center'.*without --merge"):
         merge_into_sam(tmp_path / "centred.ckpt", tmp_path / "x.pth")
     assert not (tmp_path / "x.pth").exists()
+
+
+@pytest.mark.parametrize("run", ["decoder_only", "lora"])
+def test_automatic_masks_equal_segment_anythings_generator_on_the_merged_sam(run, mergeable_runs, shapes_root,
+                                                                            tmp_path):
+    """The predictor's automatic_mask_generator is segment_anything's generator on the run's SAM: the same
+    masks, scores and boxes as that generator on the merged official checkpoint, from the same image file."""
+    from segment_anything import SamAutomaticMaskGenerator
+
+    options = {"points_per_side": 6, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "box_nms_thresh": 0.9}
+    image = np.asarray(Image.open(demo_image(shapes_root)).convert("RGB"))
+    ours = SamAdaptPredictor.from_checkpoint(mergeable_runs[run]).automatic_mask_generator(**options).generate(image)
+    merged = tmp_path / "merged.pth"
+    merge_into_sam(mergeable_runs[run], merged)
+    theirs = SamAutomaticMaskGenerator(official_predictor(merged).model, **options).generate(image)
+    assert len(ours) == len(theirs) > 0
+    for mine, official in zip(ours, theirs, strict=True):
+        assert mine["segmentation"].shape == image.shape[:2]
+        np.testing.assert_array_equal(mine["segmentation"], official["segmentation"])
+        assert mine["bbox"] == official["bbox"]
+        assert mine["predicted_iou"] == pytest.approx(official["predicted_iou"], abs=1e-4)
+
+
+def test_automatic_masks_are_refused_for_runs_that_are_not_sam(trained_runs):
+    predictor = SamAdaptPredictor.from_checkpoint(trained_runs["shallow"][1])
+    with pytest.raises(SamAdaptError, match="automatic masks need a run whose result is SAM itself"):
+        predictor.automatic_mask_generator()
