@@ -49,10 +49,17 @@ def side_by_side(fns: dict, repeats: int = 5) -> dict[str, float]:
     names = list(fns)
     for r in range(repeats):
         for name in names if r % 2 == 0 else names[::-1]:
+            synchronize()
             start = time.perf_counter()
             fns[name]()
+            synchronize()  # a GPU returns before its kernels finish: time the work, not its launch
             times[name].append(time.perf_counter() - start)
     return {name: min(t) for name, t in times.items()}
+
+
+def synchronize() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
 
 
 def goal(value: float | None, target: float, at_least: bool) -> dict:

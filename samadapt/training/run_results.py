@@ -77,6 +77,8 @@ class RunResults(Callback):
         self._step_start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if pl_module.device.type == "cuda":  # kernels run after their launch returns: time the step, not its launch
+            torch.cuda.synchronize(pl_module.device)
         seconds = time.perf_counter() - self._step_start
         self.step_times.append(seconds)
         pl_module.log("perf/step_seconds", seconds, batch_size=1)
