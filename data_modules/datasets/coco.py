@@ -16,7 +16,8 @@ from typing import Any, Literal
 import numpy as np
 
 from data_modules.datasets.class_names import COCO_CLASSES
-from data_modules.datasets.refcoco import ann_to_mask, load_coco
+from data_modules.datasets.coco_annotations import annotation_mask, empty_reason, instances_hw
+from data_modules.datasets.refcoco import load_coco
 from data_modules.datasets.semantic import SemanticSplitDataset
 from data_modules.datasets.splits import SplitLine
 from data_modules.pipeline.binary import BinarySegDataset, SampleOptions, Target, apply_template
@@ -28,14 +29,6 @@ HOW_TO_GET_COCO_LOWDATA = (
     "(github.com/LiheYoung/UniMatch, 'masks') and its splits/coco folder into the data root; see README, Datasets"
 )
 COCO_SEMANTIC_CLASSES: tuple[str, ...] = ("background", *COCO_CLASSES)
-
-
-def _annotation_ok(ann: dict) -> bool:
-    """A non-empty segmentation with positive area (cheap: no decoding)."""
-    seg = ann.get("segmentation")
-    if not seg or float(ann.get("area", 0.0)) <= 0:
-        return False
-    return any(len(p) >= 6 for p in seg) if isinstance(seg, list) else True
 
 
 class CocoInstanceDataset(BinarySegDataset):
@@ -66,8 +59,11 @@ class CocoInstanceDataset(BinarySegDataset):
                 if ann.get("iscrowd", 0) and not include_crowd:
                     self.report.add("crowd annotation excluded (set include_crowd to keep)", line.image)
                     continue
-                if not _annotation_ok(ann):
-                    self.report.add("annotation with zero area or no polygon skipped", f"{line.image} ann {ann['id']}")
+                where = f"{self.annotation_files[self._coco_key(line)]} annotation {ann['id']}"
+                reason = empty_reason(ann, *instances_hw(coco, image_id, where), where)
+                if reason is not None:  # an empty target trains nothing (docs/datasets.md)
+                    self.report.add("annotation with zero area or no polygon skipped",
+                                    f"{line.image} ann {ann['id']} ({reason})")
                     continue
                 name = coco.cats[ann["category_id"]]["name"]
                 self.targets.append(Target(f"{image_id}_a{ann['id']}", str(line.image),
@@ -107,8 +103,9 @@ class CocoInstanceDataset(BinarySegDataset):
 
     def load_mask(self, target: Target, image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
         key, ann_id, where = target.source
-        coco = self.cocos[key]
-        mask = ann_to_mask(coco, coco.anns[ann_id]).astype(bool)
+        coco, named = self.cocos[key], f"{self.annotation_files[key]} annotation {ann_id}"
+        ann = coco.anns[ann_id]
+        mask = annotation_mask(ann, *instances_hw(coco, ann.get("image_id"), named), named)
         check_same_size(image_hw, mask, Path(target.image), Path(f"instances_{key}.json annotation {ann_id}"), where)
         return mask, None
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from data_modules.datasets.coco_annotations import annotation_mask, empty_reason, instances_hw
 from data_modules.datasets.safe_pickle import load_refs, resolve_refs_path
 from data_modules.pipeline.binary import BinarySegDataset, SampleOptions, Target
 from data_modules.pipeline.images import check_same_size, read_rgb
@@ -81,14 +82,43 @@ def ann_to_mask(coco: Any, ann: dict) -> np.ndarray:
         return coco.annToMask(ann)
 
 
-def _usable(ann: dict | None) -> bool:
-    """Cheap check that an annotation has a non-empty mask (avoids decoding every mask at start-up)."""
-    if ann is None or not ann.get("segmentation") or float(ann.get("area", 1.0)) <= 0:
-        return False
-    seg = ann["segmentation"]
-    if isinstance(seg, list):
-        return any(len(poly) >= 6 for poly in seg)
-    return True
+def _sentences(ref: dict, refs_file: Path) -> tuple[tuple[int, str], ...]:
+    """(sent_id, text) of every sentence of a referent; a malformed entry stops with the file and ref id."""
+    where = f"{refs_file}: ref {ref.get('ref_id')!r}"
+    sentences = ref.get("sentences")
+    if not isinstance(sentences, list):
+        raise SamAdaptError(f"{where} has no 'sentences' list (refer format: sentences=[{{sent, sent_id, ...}}]). "
+                            "Fix or regenerate the refs file.")
+    out = []
+    for i, sentence in enumerate(sentences):
+        text = sentence.get("sent") if isinstance(sentence, dict) else None
+        sent_id = sentence.get("sent_id") if isinstance(sentence, dict) else None
+        if not isinstance(text, str) or not isinstance(sent_id, int) or isinstance(sent_id, bool):
+            raise SamAdaptError(f"{where}: sentence {i} has no text 'sent' or no integer 'sent_id' (it holds "
+                                f"{sorted(sentence) if isinstance(sentence, dict) else repr(sentence)[:60]}). "
+                                "Fix or regenerate the refs file.")
+        out.append((sent_id, text))
+    return tuple(out)
+
+
+def _check_ref(ref: dict, refs_file: Path) -> None:
+    missing = [k for k in ("ref_id", "ann_id", "image_id") if k not in ref]
+    if missing:
+        raise SamAdaptError(f"{refs_file}: ref {ref.get('ref_id', '?')!r} has no {', '.join(missing)} (refer "
+                            "format: ref_id, ann_id, image_id, split, sentences). Fix or regenerate the refs file.")
+
+
+NO_SENTENCE = "no sentence"
+MISSING_ANNOTATION = "annotation missing from instances.json"
+
+
+def _skip_message(refs_file: Path, split: str, total: int, skipped: dict[str, list]) -> str:
+    parts = [f"{len(ids)} with {reason} ({'ref' if reason == NO_SENTENCE else 'ann'} ids "
+             f"{', '.join(map(str, ids[:5]))}{', ...' if len(ids) > 5 else ''})" for reason, ids in skipped.items()]
+    n = sum(len(ids) for ids in skipped.values())
+    return (f"{refs_file} split {split}: skipped {n} of {total} referents: {'; '.join(parts)}. The refer toolkit "
+            "keeps such referents, but their target is empty (nothing to train on, no IoU to score): see "
+            "docs/datasets.md.")
 
 
 class RefCocoDataset(BinarySegDataset):
@@ -122,20 +152,39 @@ class RefCocoDataset(BinarySegDataset):
                 f"{', '.join(present)}."
             )
         self.coco = load_coco(self.paths["instances"])
-        self.refs = [r for r in all_refs if r.get("split") == split
-                     and _usable(self.coco.anns.get(r["ann_id"])) and r.get("sentences")]
-        self.skipped = sum(r.get("split") == split for r in all_refs) - len(self.refs)  # for `samadapt inspect-data`
-        if self.skipped:
-            log.warning("%s split %s: skipped %d referents with an empty or missing mask or no sentence.",
-                        resolve_refs_path(self.paths["refs"]), split, self.skipped)
-        for ref in self.refs:
+        refs_file = resolve_refs_path(self.paths["refs"])
+        in_split = [r for r in all_refs if r.get("split") == split]
+        skipped: dict[str, list] = {}
+        self.refs = []
+        for ref in in_split:
+            _check_ref(ref, refs_file)
+            sentences = _sentences(ref, refs_file)
+            reason, skip_id = self._empty_target(ref), ref["ann_id"]
+            if reason is None and not sentences:
+                reason, skip_id = NO_SENTENCE, ref["ref_id"]
+            if reason is not None:
+                skipped.setdefault(reason, []).append(skip_id)
+                continue
+            self.refs.append(ref)
             image = str(self.paths["images"] / self.coco.imgs[ref["image_id"]]["file_name"])
-            sentences = tuple((int(s["sent_id"]), str(s["sent"])) for s in ref["sentences"])
             if train:  # the sentence is drawn on every read (`draw`)
                 self.targets.append(Target(str(ref["ref_id"]), image, "", -1, (ref["ann_id"], sentences)))
                 continue
             for sent_id, text in sentences:
                 self.targets.append(Target(f"{ref['ref_id']}_{sent_id}", image, text, -1, (ref["ann_id"],)))
+        self.skipped = sum(len(ids) for ids in skipped.values())
+        if skipped:  # one warning per dataset; `samadapt inspect-data` lists the counts
+            log.warning(_skip_message(refs_file, split, len(in_split), skipped))
+            for reason, ids in skipped.items():
+                self.report.add(f"referent skipped: {reason}", f"{'ref' if reason == NO_SENTENCE else 'ann'} {ids[0]}",
+                                len(ids), announce=False)
+
+    def _empty_target(self, ref: dict) -> str | None:
+        """Why this referent's mask is empty, or None."""
+        ann = self.coco.anns.get(ref["ann_id"])
+        where = f"{self.paths['instances']} annotation {ref['ann_id']!r} (ref {ref['ref_id']!r})"
+        h, w = instances_hw(self.coco, ref["image_id"], where)
+        return MISSING_ANNOTATION if ann is None else empty_reason(ann, h, w, where)
 
     def texts(self) -> list[str]:
         """Every sentence a sample can carry (one per sample in evaluation), without decoding images."""
@@ -155,7 +204,9 @@ class RefCocoDataset(BinarySegDataset):
 
     def load_mask(self, target: Target, image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
         ann_id = target.source[0]
-        mask = ann_to_mask(self.coco, self.coco.anns[ann_id]).astype(bool)
+        where = f"{self.paths['instances']} annotation {ann_id!r}"
+        ann = self.coco.anns[ann_id]
+        mask = annotation_mask(ann, *instances_hw(self.coco, ann.get("image_id"), where), where)
         check_same_size(image_hw, mask, Path(target.image), Path(f"{self.paths['instances']} annotation {ann_id}"))
         return mask, None
 

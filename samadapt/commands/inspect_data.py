@@ -124,9 +124,7 @@ def split_report(ds: Dataset, max_samples: int) -> dict:
     else:
         texts = texts_seen
     vocab = Counter(t for t in texts if t)
-    handled = base.report.as_dict() if hasattr(base, "report") else {}
-    if getattr(base, "skipped", 0):
-        handled["referents without a usable mask or sentence skipped"] = {"count": base.skipped, "example": ""}
+    handled = base.report.as_dict() if hasattr(base, "report") else {}  # skipped referents by reason included
     return {
         "samples": n,
         "inspected": len(picks),
