@@ -2,9 +2,12 @@
 
 Predictions and ground truth are matched by file stem (`<pred>/img_01.png` with `<gt>/img_01.png`).
 - Prediction PNGs: 8-bit probability maps (0..255) or binary masks (0/255; 0/1 masks with --pred-01).
-  Nothing is guessed: a confident "no object" probability map may hold only 0 and 1, like a 0/1 mask.
+  Nothing is guessed: a confident "no object" probability map may hold only 0 and 1, like a 0/1 mask; but when the
+  first predictions hold only 0 and one value at or below the threshold (0/1 masks without --pred-01), a warning
+  names the flag. Colour (RGB with differing channels) and 16-bit PNGs are refused, as in training.
 - Ground-truth PNGs: binary, foreground where > 128 (0/255 masks, as PySODMetrics reads them) or == 1
-  (0/1 masks). Sizes must match the predictions: resize predictions to the original image size first.
+  (0/1 masks); a mask whose largest value is 2..128 (0/100 masks, label maps) would have no foreground and stops.
+  Sizes must match the predictions: resize predictions to the original image size first.
 - Referring / semantic metrics binarise the prediction at `--threshold` on value / 255 (strictly above).
   Semantic metrics need a class id per file: `--classes FILE.json` ({"stem": id, ...}) or stems ending in
   `_c<id>` (the sample ids of samadapt's semantic label-map datasets).
@@ -63,17 +66,55 @@ def pair_files(pred_dir: str | Path, gt_dir: str | Path) -> list[tuple[str, Path
 
 
 def read_gray(path: Path) -> np.ndarray:
-    """An (H, W) uint8 array from a grayscale (or RGB: converted) PNG."""
+    """An (H, W) uint8 array from a grayscale PNG (or an RGB one whose channels are equal, as training reads masks)."""
     try:
         with Image.open(path) as im:
             im.load()
-            if im.mode == "I;16" or im.mode == "I":
+            if im.mode.startswith("I") or im.mode == "F":
                 raise SamAdaptError(f"{path} is a 16/32-bit image; save masks as 8-bit PNGs (0..255).")
+            if im.mode in ("RGB", "RGBA"):
+                rgb = np.asarray(im)
+                if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
+                    raise SamAdaptError(f"{path} is a colour image with different R, G, B values; masks must be "
+                                        "single-channel PNGs (as training requires). Save it as a grayscale PNG.")
+                return np.ascontiguousarray(rgb[..., 0])
             return np.asarray(im.convert("L"))
     except SamAdaptError:
         raise
     except Exception as e:  # PIL raises many types for broken files
         raise SamAdaptError(f"cannot read {path}: {e}. Re-export it as an 8-bit PNG.") from e
+
+
+FIRST_FILES = 8  # the value sets of this many predictions decide whether they look like binary masks
+
+
+def prediction_warnings(pairs: list[tuple[str, Path, Path]], threshold: float, zero_one: bool) -> list[str]:
+    """Warnings for predictions that look like binary masks which this reading turns all-background.
+
+    Legal input (a confident probability map may hold two values), so a warning that names the flag, not an error.
+    """
+    if zero_one or not pairs:
+        return []
+    looked = pairs[:FIRST_FILES]
+    values = set()
+    for _, pred_path, _ in looked:
+        values |= {int(v) for v in np.unique(read_gray(pred_path))}
+    top = max(values)
+    if len(values) != 2 or 0 not in values or top / 255.0 > threshold:
+        return []
+    fix = "pass --pred-01" if top == 1 else "save them as 0/255 masks"
+    return [f"the first {len(looked)} predictions in {looked[0][1].parent} hold only the values 0 and {top}: read as "
+            f"0..255 probabilities, {top}/255 is not above --threshold {threshold}, so every predicted mask is "
+            f"empty and every IoU 0. If they are 0/{top} masks, {fix}."]
+
+
+def check_ground_truth(gt: np.ndarray, path: Path) -> None:
+    """Ground truth whose foreground would vanish under the > 128 / == 1 rule (0/100 masks, label maps) stops."""
+    top = int(gt.max(initial=0))
+    if 1 < top <= 128:
+        shown = ", ".join(str(int(v)) for v in np.unique(gt)[:6])
+        raise SamAdaptError(f"ground truth {path} holds the values {shown}: foreground is > 128 (0/255 masks) or "
+                            "== 1 (0/1 masks), so it would have none. Save ground-truth masks as 0/255 or 0/1 PNGs.")
 
 
 def prediction_u8(pred: np.ndarray, path: Path, zero_one: bool) -> np.ndarray:
@@ -124,8 +165,10 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, metrics: str = "s
     sod = SodMetrics(minmax=minmax) if metrics == "sod" else None
     semantic = SemanticMetrics() if metrics == "semantic" else None
     pairs = pair_files(pred_dir, gt_dir)
+    warnings = prediction_warnings(pairs, threshold, pred_01)
     for stem, pred_path, gt_path in pairs:
         pred, gt = read_gray(pred_path), read_gray(gt_path)
+        check_ground_truth(gt, gt_path)
         if pred.shape != gt.shape:
             raise SamAdaptError(f"size mismatch for {stem}: prediction {pred_path} is {pred.shape[1]}x{pred.shape[0]} "
                                 f"but ground truth {gt_path} is {gt.shape[1]}x{gt.shape[0]} (WxH); resize the "
@@ -147,6 +190,8 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, metrics: str = "s
                            "pred_01": pred_01, "pred": str(pred_dir), "gt": str(gt_dir)}}
     if semantic is not None:
         report["classIoU_per_class"] = semantic.per_class()
+    if warnings:
+        report["warnings"] = warnings
     return report
 
 
@@ -178,6 +223,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     report = evaluate_folders(args.pred, args.gt, args.metrics, args.threshold, not args.inclusive_pk,
                               not args.no_minmax, read_classes(args.classes) if args.classes else None, args.pred_01)
+    for warning in report.get("warnings", []):
+        print(f"samadapt: warning: {warning}", file=sys.stderr)
     if args.out:
         atomic_write_json(report, args.out)
     json.dump(report, sys.stdout, indent=2)

@@ -95,3 +95,54 @@ def test_unmatched_files_sizes_and_folders_are_named(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert "no .png files" in cli_error(capsys, "--pred", tmp_path / "empty", "--gt", tmp_path / "gt")
     assert not (tmp_path / "report.json").exists()
+
+
+# ---- inputs that used to give oIoU 0.0 without a hint, or were read silently (issue 21) ---------------------------
+def two_objects(folder, pred_scale=255, gt_scale=255):
+    """Predictions equal to the ground truth, stored with the given foreground values."""
+    for stem in ("a", "b"):
+        gt = np.zeros((6, 8), np.uint8)
+        gt[1:4, 2:6] = 1
+        write_pair(folder, stem, gt * pred_scale, gt * gt_scale)
+
+
+def test_zero_one_predictions_without_the_flag_warn_naming_it(tmp_path, capsys):
+    two_objects(tmp_path, pred_scale=1)
+    out = evaluate_folders(tmp_path / "pred", tmp_path / "gt", "referring")
+    assert out["metrics"]["oIoU"] == 0.0  # what the user asked for is still computed ...
+    assert len(out["warnings"]) == 1 and "--pred-01" in out["warnings"][0]  # ... with the reason and the fix
+    assert evaluate_folders(tmp_path / "pred", tmp_path / "gt", "referring", pred_01=True)["metrics"]["oIoU"] == 1.0
+    main(["evaluate-masks", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--metrics", "referring"])
+    err = capsys.readouterr().err
+    assert err.count("samadapt: warning:") == 1 and "--pred-01" in err
+
+
+def test_other_low_binary_predictions_warn_and_probability_maps_do_not(tmp_path):
+    two_objects(tmp_path / "hundred", pred_scale=100)
+    warned = evaluate_folders(tmp_path / "hundred" / "pred", tmp_path / "hundred" / "gt", "referring")
+    assert "0/255" in warned["warnings"][0] and "0 and 100" in warned["warnings"][0]
+    two_objects(tmp_path / "ok", pred_scale=255)
+    assert "warnings" not in evaluate_folders(tmp_path / "ok" / "pred", tmp_path / "ok" / "gt", "referring")
+    low = evaluate_folders(tmp_path / "hundred" / "pred", tmp_path / "hundred" / "gt", "referring", threshold=0.35)
+    assert "warnings" not in low and low["metrics"]["oIoU"] == 1.0  # 100/255 is above 0.35: read as intended
+
+
+def test_ground_truth_whose_foreground_would_vanish_is_refused(tmp_path, capsys):
+    two_objects(tmp_path, gt_scale=100)
+    err = cli_error(capsys, "--pred", tmp_path / "pred", "--gt", tmp_path / "gt")
+    assert err.count("samadapt: error:") == 1 and "Traceback" not in err
+    assert "ground truth" in err and "a.png" in err and "0, 100" in err and "0/255 or 0/1" in err
+
+
+def test_colour_predictions_are_refused_like_colour_training_masks(tmp_path, capsys):
+    from PIL import Image
+
+    two_objects(tmp_path)
+    colour = np.zeros((6, 8, 3), np.uint8)
+    colour[1:4, 2:6] = (255, 0, 0)  # a red mask: its grey value is 76, silently background before
+    Image.fromarray(colour).save(tmp_path / "pred" / "a.png")
+    err = cli_error(capsys, "--pred", tmp_path / "pred", "--gt", tmp_path / "gt")
+    assert "a.png is a colour image with different R, G, B values" in err
+    grey_rgb = np.repeat(np.asarray(Image.open(tmp_path / "pred" / "b.png"))[..., None], 3, axis=2)
+    Image.fromarray(grey_rgb).save(tmp_path / "pred" / "a.png")  # RGB with equal channels: read as grey
+    assert evaluate_folders(tmp_path / "pred", tmp_path / "gt", "referring")["metrics"]["oIoU"] == 1.0
