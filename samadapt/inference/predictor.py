@@ -33,6 +33,7 @@ from samadapt.errors import MissingFileError, SamAdaptError
 from samadapt.evaluation.protocol import binarize
 from samadapt.model import parse_prompt_kinds
 from samadapt.sam.preprocess import boxes_to_input, coords_to_input, to_original
+from samadapt.sam.prompt_checks import check_finite
 from samadapt.text import TextFeatures
 from samadapt.training.module import SamAdaptModule
 
@@ -114,6 +115,7 @@ def check_prompts(hw: tuple[int, int], points=None, point_labels=None, boxes=Non
     pts, labels, box_array = np.zeros((0, 2)), np.zeros((0,), dtype=np.int64), None
     if points is not None and len(points):
         pts = _float_array(points, (-1, 2), "points")
+        check_finite(pts, "point")
         _check_inside(pts, hw, "point", right_edge_ok=False)
         labels = np.ones(len(pts), dtype=np.int64) if point_labels is None else np.asarray(point_labels)
         if labels.shape != (len(pts),) or not np.isin(labels, (0, 1)).all():
@@ -121,6 +123,7 @@ def check_prompts(hw: tuple[int, int], points=None, point_labels=None, boxes=Non
                                 f"got {np.asarray(point_labels).tolist()} for {len(pts)} points")
     if boxes is not None and len(boxes):
         box_array = _float_array(boxes, (-1, 4), "boxes")
+        check_finite(box_array, "box")
         for x0, y0, x1, y1 in box_array:
             if x1 < x0 or y1 < y0:
                 raise SamAdaptError(f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) needs x0 <= x1 and y0 <= y1")
@@ -268,6 +271,9 @@ class SamAdaptPredictor:
         self._require_image()
         if point_coords is None and boxes is None and text is None:
             raise SamAdaptError("predict_torch needs point_coords with point_labels, boxes or text")
+        for values, what in ((point_coords, "point_coords"), (boxes, "boxes")):
+            if values is not None:
+                check_finite(values.reshape(-1, values.shape[-1]), what)
         if point_coords is not None and (point_labels is None or point_labels.shape != point_coords.shape[:2]):
             raise SamAdaptError("point_labels must be given with point_coords, shape (B,N) for points (B,N,2)")
         sizes = {len(t) for t in (point_coords, boxes, mask_input) if t is not None}

@@ -7,6 +7,7 @@ in pixels of each image; all images and prompts are checked before anything is w
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,16 @@ def parse_numbers(text: str, count: int, what: str) -> list[float]:
     if len(values) != count:
         form = {2: "x,y", 4: "x0,y0,x1,y1"}[count]
         raise SamAdaptError(f"{what} {text!r} is not {form} (numbers in pixels, comma-separated, no spaces)")
+    odd = next((v for v in values if not math.isfinite(v)), None)
+    if odd is not None:
+        raise SamAdaptError(f"{what} {text!r} holds {odd:g}: give finite numbers in pixels")
     return values
+
+
+def json_number(value: float) -> float | None:
+    """A float JSON can hold: NaN and infinity (which json.dumps would write as invalid JSON) become null."""
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 def image_files(paths: list[Path]) -> list[Path]:
@@ -117,8 +127,8 @@ def main(argv: list[str] | None = None) -> None:
         mask_path, overlay_path = args.out / f"{path.stem}_mask.png", args.out / f"{path.stem}_overlay.png"
         save_png(mask.astype(np.uint8) * 255, mask_path)
         save_png(drawn, overlay_path)
-        records[str(path)] = {"mask": mask_path.name, "overlay": overlay_path.name, "score": float(result.scores[0]),
-                              "foreground_fraction": float(mask.mean())}
+        records[str(path)] = {"mask": mask_path.name, "overlay": overlay_path.name,
+                              "score": json_number(result.scores[0]), "foreground_fraction": float(mask.mean())}
     atomic_write_json({"checkpoint": str(args.ckpt), "text": args.text, "points": points, "point_labels": labels,
                        "box": boxes[0] if boxes else None, "images": records}, args.out / "segment.json")
     print(json.dumps({"images": len(records), "out": str(args.out)}))

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from samadapt.errors import SamAdaptError
+
+
+def check_finite(values, what: str) -> None:
+    """Refuse NaN or infinite coordinates: SAM turns them into an empty mask and a NaN score, without a word."""
+    array = np.asarray(values.detach().cpu() if torch.is_tensor(values) else values, dtype=np.float64)
+    bad = ~np.isfinite(array)
+    if bad.any():
+        row = array.reshape(-1, array.shape[-1])[int(np.flatnonzero(bad.reshape(-1))[0]) // array.shape[-1]]
+        raise SamAdaptError(f"{what} ({', '.join(f'{v:g}' for v in row)}) holds {array[bad][0]:g}: "
+                            "prompts must be finite pixel coordinates")
 
 
 def check_prompts(batch: dict, size: int, prompt_kinds: list[frozenset[str]]) -> None:
@@ -13,6 +24,7 @@ def check_prompts(batch: dict, size: int, prompt_kinds: list[frozenset[str]]) ->
     for i, kinds in enumerate(prompt_kinds):
         if "points" in kinds:
             points = batch["points"][i][batch["point_labels"][i] != -1]
+            check_finite(points.reshape(-1, 2), f"sample {ids[i]}: point")
             outside = (points < 0).any(1) | (points >= size).any(1)
             if bool(outside.any()):
                 x, y = points[outside][0].tolist()
@@ -22,6 +34,7 @@ def check_prompts(batch: dict, size: int, prompt_kinds: list[frozenset[str]]) ->
                     "them inside the image."
                 )
         if "box" in kinds:
+            check_finite(torch.as_tensor(batch["box"][i]).reshape(1, 4), f"sample {ids[i]}: box")
             x0, y0, x1, y1 = torch.as_tensor(batch["box"][i]).tolist()
             if x1 < x0 or y1 < y0:
                 raise SamAdaptError(

@@ -118,6 +118,8 @@ def test_predictor_one_mask_per_box(trained_runs, shapes_root):
     (["--point", "12"], "--point '12' is not x,y"),
     (["--box", "50,10,20,40"], "needs x0 <= x1"),
     (["--box", "0,0,170,40"], "box corner (170, 40) is outside"),
+    (["--point", "nan,10"], "--point 'nan,10' holds nan: give finite numbers"),
+    (["--box", "0,0,inf,40"], "--box '0,0,inf,40' holds inf"),
 ])
 def test_segment_bad_input_is_one_clear_message(args, message, trained_runs, shapes_root, tmp_path, capsys):
     image_args = [] if "--image" in args else ["--image", str(demo_image(shapes_root))]
@@ -127,6 +129,40 @@ def test_segment_bad_input_is_one_clear_message(args, message, trained_runs, sha
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_nan_or_infinite_prompts_are_refused_by_the_predictor(trained_runs, shapes_root):
+    """SAM would give an empty mask and a NaN score for them, without a word."""
+    from samadapt.errors import SamAdaptError
+
+    predictor = SamAdaptPredictor.from_checkpoint(trained_runs["shallow"][1])
+    predictor.set_image(demo_image(shapes_root))
+    with pytest.raises(SamAdaptError, match=r"point \(nan, 70\) holds nan: prompts must be finite"):
+        predictor.predict(points=[(40, 70), (float("nan"), 70)])
+    with pytest.raises(SamAdaptError, match=r"box \(20, 30, inf, 100\) holds inf"):
+        predictor.predict(boxes=[20, 30, float("inf"), 100])
+    with pytest.raises(SamAdaptError, match=r"boxes \(nan, 0, 5, 5\) holds nan"):
+        predictor.predict_torch(boxes=torch.tensor([[float("nan"), 0, 5, 5]]), multimask_output=False)
+
+
+def test_segment_json_is_valid_json_even_for_a_nan_score(trained_runs, shapes_root, tmp_path, monkeypatch):
+    predict = SamAdaptPredictor.predict
+
+    def nan_scores(self, *args, **kwargs):
+        result = predict(self, *args, **kwargs)
+        result.scores[:] = np.nan  # as a model with diverged weights gives
+        return result
+
+    monkeypatch.setattr(SamAdaptPredictor, "predict", nan_scores)
+    image = demo_image(shapes_root)
+    main(["segment", "--ckpt", str(trained_runs["shallow"][1]), "--image", str(image), "--out", str(tmp_path),
+          "--text", "the red circle"])
+
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+
+    record = json.loads((tmp_path / "segment.json").read_text(), parse_constant=refuse)["images"][str(image)]
+    assert record["score"] is None
 
 
 def test_segment_folder(trained_runs, shapes_root, tmp_path):
