@@ -49,6 +49,13 @@ def check_letterbox(letterbox: str) -> Letterbox:
     return letterbox  # type: ignore[return-value]
 
 
+def check_counts(minimum: int, **values: int | None) -> None:
+    """Each named count (None: not set) is a whole number >= minimum; DataLoader and the samplers fail obscurely."""
+    for name, value in values.items():
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < minimum):
+            raise SamAdaptError(f"data.init_args.{name}={value!r} must be a whole number >= {minimum}")
+
+
 def take_first(ds: Dataset, n: int | None) -> Dataset:
     """The first n samples of ds (all if n is None or larger); deterministic, for quick runs."""
     if n is None or n >= len(ds):  # type: ignore[arg-type]
@@ -121,6 +128,9 @@ class PromptedSegDataModule(LightningDataModule):
         """
         super().__init__()
         self.save_hyperparameters()  # with the arguments of every subclass (Lightning reads their frames)
+        check_counts(1, batch_size=batch_size, eval_batch_size=eval_batch_size, image_size=image_size,
+                     max_train_samples=max_train_samples, max_eval_samples=max_eval_samples)
+        check_counts(0, num_workers=num_workers, num_points=num_points, num_bg_points=num_bg_points)
         self.root = Path(root)
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.seed, self.max_train_samples, self.max_eval_samples = seed, max_train_samples, max_eval_samples

@@ -48,6 +48,18 @@ def one_line(err: SamAdaptError) -> str:
     return text
 
 
+def wrapped_error(err: BaseException) -> SamAdaptError | None:
+    """The SamAdaptError behind `err`, if any: jsonargparse re-raises an error from a DataModule's or the module's
+    __init__ as ValueError("Does not validate against any of the Union subtypes ...") with ours as its cause."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, SamAdaptError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     from_shell = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -66,8 +78,11 @@ def main(argv: list[str] | None = None) -> None:
                 SamAdaptCLI(args=None if from_shell else argv)
             finally:
                 finish_wandb()
-    except SamAdaptError as err:
-        print(f"samadapt: error: {one_line(err)}", file=sys.stderr)
+    except Exception as err:
+        reason = err if isinstance(err, SamAdaptError) else wrapped_error(err)
+        if reason is None:
+            raise
+        print(f"samadapt: error: {one_line(reason)}", file=sys.stderr)
         sys.exit(2)
 
 

@@ -1,29 +1,83 @@
 """Small file helpers shared by checkpoints, exports and reports."""
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 import torch
 
+from samadapt.errors import SamAdaptError
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class WriteError(SamAdaptError, OSError):
+    """A file could not be written (full disk, a file where a folder should be, ...): one line for the user, and
+    still an OSError for callers that carry on without the file (the pixel cache)."""
+
+
+def _intact_note(path: Path, existed: bool) -> str:
+    """Which files the failed write left as they were: the previous version, the newest other checkpoint."""
+    note = f"the previous {path} is intact" if existed else f"no {path.name} was written"
+    if path.suffix in (".ckpt", ".pth", ".pt"):
+        others = [p for p in path.parent.glob(f"*{path.suffix}") if p != path and p.is_file()]
+        if others:
+            newest = max(others, key=lambda p: p.stat().st_mtime)
+            note += f"; the newest other checkpoint there, {newest}, is intact{' too' if existed else ''}"
+        if path.suffix == ".ckpt" and (existed or others):
+            note += " (resume from it with --ckpt_path)"
+    return note
+
+
+def _write_error(path: Path, existed: bool, err: OSError) -> WriteError:
+    if err.errno in _DISK_FULL:
+        try:
+            free = f"{shutil.disk_usage(path.parent).free / 2**20:,.0f} MB free"
+        except OSError:
+            free = "free space unknown"
+        return WriteError(f"the disk is full ({free}): could not write {path}; {_intact_note(path, existed)}. "
+                          "Free space or write elsewhere, then run again.")
+    return WriteError(f"cannot write {path}: {err.strerror or err}; {_intact_note(path, existed)}. Check that the "
+                      "folder can be created and written to.")
+
 
 def atomic_write(path: str | Path, write) -> None:
-    """Call `write(tmp_path)`, then rename onto `path`: a crash mid-write leaves the old file intact."""
+    """Call `write(tmp_path)`, then rename onto `path`: a crash mid-write leaves the old file intact.
+
+    A failed write (a full disk, a file where the folder should be) raises WriteError naming the file and what
+    is still intact; the temporary file is removed.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    existed = path.is_file()
+    if path.is_dir():
+        raise WriteError(f"cannot write {path}: it is a folder, and a file is expected here. Give a file name.")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
         write(tmp)
         os.replace(tmp, path)
+    except WriteError:
+        raise
+    except OSError as err:
+        raise _write_error(path, existed, err) from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
 
 
 def atomic_torch_save(obj, path: str | Path) -> None:
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    def write(tmp: str) -> None:
+        # through a Python file: a full disk raises OSError(ENOSPC) here, where torch's own file writer raises
+        # RuntimeError("unexpected pos ...") that says nothing of the disk
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+
+    atomic_write(path, write)
 
 
 def atomic_write_json(obj, path: str | Path) -> None:
@@ -32,3 +86,21 @@ def atomic_write_json(obj, path: str | Path) -> None:
             json.dump(obj, f, indent=2)
 
     atomic_write(path, write)
+
+
+def output_folder(path: str | Path, option: str = "--out") -> Path:
+    """`path` where a command writes several files; an existing file there stops with one line."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise SamAdaptError(f"{option} {path} is a file, but this command writes a folder of files there; give a "
+                            "folder path (it is created if missing).")
+    return path
+
+
+def output_file(path: str | Path, option: str = "--out") -> Path:
+    """`path` where a command writes one file; an existing folder there stops with one line."""
+    path = Path(path)
+    if path.is_dir():
+        raise SamAdaptError(f"{option} {path} is a folder, but this command writes one file there; give a file "
+                            "path.")
+    return path

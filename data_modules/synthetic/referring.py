@@ -21,6 +21,8 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from samadapt.io import output_folder
+
 SHAPES = ("circle", "square", "triangle")
 COLORS = {"red": (215, 35, 35), "green": (35, 170, 50), "blue": (35, 70, 215), "yellow": (230, 205, 35)}
 EVAL_SPLITS = ("val", "testA", "testB")
@@ -208,7 +210,8 @@ def write_synthetic_refcoco(
 def main(argv: list[str] | None = None) -> None:
     """`samadapt synth --out DIR`: write the synthetic referring dataset."""
     p = argparse.ArgumentParser(prog="samadapt synth", description=__doc__.splitlines()[0])
-    p.add_argument("--out", required=True, help="output root (use it as the data root of RefCocoDataModule)")
+    p.add_argument("--out", type=output_folder, required=True,
+                   help="output root (use it as the data root of RefCocoDataModule)")
     p.add_argument("--dataset", default="shapes", help="dataset folder name (default: shapes)")
     p.add_argument("--num-train", type=int, default=450, help="train images")
     p.add_argument("--num-eval", type=int, default=50, help="images per eval split (val, testA, testB)")

@@ -15,7 +15,7 @@ import statistics
 from pathlib import Path
 
 from samadapt.errors import MissingFileError, SamAdaptError
-from samadapt.io import atomic_write
+from samadapt.io import atomic_write, output_file
 from samadapt.training.run_results import POOLED, RESULTS_FILE
 
 COSTS = {"train_seconds": "train s", "step_seconds": "step s", "peak_memory_mb": "peak MB"}
@@ -46,8 +46,28 @@ def load_results(path: Path) -> dict:
         raise SamAdaptError(f"cannot read {path}: {err}. It should be a {RESULTS_FILE} written by a test run.") from err
     if not isinstance(results, dict) or not isinstance(results.get("metrics"), dict):
         raise SamAdaptError(f"{path} has no per-split 'metrics'; it is not a samadapt {RESULTS_FILE}")
+    check_numbers(results, path)
     results.setdefault("run_name", path.parent.name)
     return results
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_numbers(results: dict, path: Path) -> None:
+    """Every metric, and every cost field the tables format as a number, is a number (a cost may be null)."""
+    for split, values in results["metrics"].items():
+        if not isinstance(values, dict):
+            raise SamAdaptError(f"{path}: metrics of split {split!r} are {type(values).__name__}, not a mapping of "
+                                f"metric names to numbers; it is not a samadapt {RESULTS_FILE}")
+        for key, value in values.items():
+            if not _is_number(value):
+                raise SamAdaptError(f"{path}: metric {key!r} of split {split!r} is {value!r}, not a number; fix "
+                                    "or remove it")
+    for key in ("trainable_params", *COSTS):
+        if results.get(key) is not None and not _is_number(results[key]):
+            raise SamAdaptError(f"{path}: {key!r} is {results[key]!r}, not a number; fix or remove it")
 
 
 def unique_names(runs: list[dict]) -> list[str]:
@@ -170,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="samadapt compare", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (or their results.json, or folders above)")
     parser.add_argument("--metric", default="oIoU", help="the metric of the bar chart (default oIoU)")
-    parser.add_argument("--out", type=Path, default=Path("report.md"), help="markdown report; the chart is .png")
+    parser.add_argument("--out", type=output_file, default=Path("report.md"), help="markdown report; the chart is .png")
     args = parser.parse_args(argv)
     print(write_comparison(args.runs, args.out, args.metric))
     print(f"[compare] wrote {args.out} and {args.out.with_suffix('.png')}")

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import yaml
 
-from samadapt.io import atomic_write, atomic_write_json
+from samadapt.io import atomic_write, atomic_write_json, output_folder
 from samadapt.training.cli import SamAdaptCLI, finish_wandb
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
@@ -201,7 +201,7 @@ def write_examples(clis: dict, out: Path, count: int = 4, name: str = "examples.
 
 def _parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="samadapt demo", description=description)
-    parser.add_argument("--out", type=Path, default=Path("runs/demo"))
+    parser.add_argument("--out", type=output_folder, default=Path("runs/demo"))
     parser.add_argument("--num-train", type=int, default=800, help="synthetic training images")
     parser.add_argument("--num-eval", type=int, default=50, help="synthetic images per evaluation split")
     parser.add_argument("--pretrain-steps", type=int, default=None, help="override both pretraining stages' steps")

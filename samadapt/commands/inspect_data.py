@@ -18,6 +18,7 @@ import yaml
 from torch.utils.data import Dataset, Subset
 
 from samadapt.errors import MissingFileError, SamAdaptError
+from samadapt.io import output_file
 
 
 def _merge(base: dict, new: dict) -> dict:
@@ -195,7 +196,8 @@ def inspect_data(configs: list[str], overrides: list[str], out: Path, max_sample
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="samadapt inspect-data", description=__doc__.splitlines()[0])
     p.add_argument("--config", action="append", required=True, help="config file; repeat (base.yaml, then exp)")
-    p.add_argument("--out", default=None, help="PNG grid path (default runs/inspect/<last config>.png)")
+    p.add_argument("--out", type=output_file, default=None,
+                   help="PNG grid path (default runs/inspect/<last config>.png)")
     p.add_argument("--max-samples", type=int, default=64, help="samples decoded per split for prompt counts")
     p.add_argument("--grid", type=int, default=12, help="samples drawn in the grid (0: no grid)")
     p.add_argument("--split", default="train", help="split drawn in the grid: train, val or test/<name>")

@@ -31,7 +31,7 @@ from samadapt.evaluation.metrics import ReferringMetrics
 from samadapt.evaluation.protocol import FAMILIES, check_threshold
 from samadapt.evaluation.semantic import SemanticMetrics
 from samadapt.evaluation.sod import SodMetrics
-from samadapt.io import atomic_write_json
+from samadapt.io import atomic_write_json, output_file
 
 _CLASS_SUFFIX = re.compile(r"_c(\d+)$")
 
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="SOD measures on the raw maps (default: min-max normalised per image, as PySODMetrics)")
     parser.add_argument("--pred-01", action="store_true", help="predictions are 0/1 masks (default: 0..255 maps)")
     parser.add_argument("--classes", help='semantic: JSON {"<stem>": <class id>} (default: stems end in _c<id>)')
-    parser.add_argument("--out", help="also write the JSON report to this file")
+    parser.add_argument("--out", type=output_file, help="also write the JSON report to this file")
     args = parser.parse_args(argv)
     report = evaluate_folders(args.pred, args.gt, args.metrics, args.threshold, not args.inclusive_pk,
                               not args.no_minmax, read_classes(args.classes) if args.classes else None, args.pred_01)

@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from samadapt.errors import MissingFileError, SamAdaptError
 from samadapt.inference.model_card import data_of, model_card, run_results
-from samadapt.io import atomic_write, atomic_write_json
+from samadapt.io import atomic_write, atomic_write_json, output_file, output_folder
 from samadapt.methods import METHODS
 from samadapt.sam import build_sam_from_config, save_sam_checkpoint
 from samadapt.sam.config import get_config
@@ -233,6 +233,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--license", default="other",
                         help="the licence field of the model card (a Hub licence id such as apache-2.0; default other)")
     args = parser.parse_args(argv)
+    (output_file if args.merge else output_folder)(args.out)  # a file where the folder goes (or the reverse) stops
     if args.merge:
         size = merge_into_sam(args.ckpt, args.out, args.sam_checkpoint)
         print(f"[export] {args.out}: an official-format SAM checkpoint for {size} px input"

@@ -16,7 +16,7 @@ from PIL import Image, UnidentifiedImageError
 
 from samadapt.errors import MissingFileError, SamAdaptError
 from samadapt.inference.predictor import SamAdaptPredictor, check_prompts
-from samadapt.io import atomic_write, atomic_write_json
+from samadapt.io import atomic_write, atomic_write_json, output_folder
 from samadapt.training.prediction_panel import draw_prompts
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="samadapt segment", description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", type=Path, required=True, help="a training run's checkpoint (.ckpt)")
     parser.add_argument("--image", type=Path, nargs="+", required=True, help="image files and/or folders")
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--out", type=output_folder, required=True, help="output folder")
     parser.add_argument("--text", default=None, help="the referring phrase")
     parser.add_argument("--point", action="append", default=[], metavar="X,Y", help="foreground point (repeat)")
     parser.add_argument("--bg-point", action="append", default=[], metavar="X,Y", help="background point (repeat)")

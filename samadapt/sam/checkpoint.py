@@ -82,12 +82,15 @@ def _read_tensors(path: Path, expected_variant: str | None) -> dict:
         if path.suffix == ".safetensors":
             return load_file(path)
     except (OSError, SafetensorError, KeyError, ValueError) as err:
-        raise SamAdaptError(f"{path} cannot be read as safetensors SAM weights ({type(err).__name__}: "
-                            f"{str(err).splitlines()[0][:200]}). {_how_to_get(expected_variant)}") from None
+        raise SamAdaptError(f"{path} cannot be read as safetensors SAM weights ({_first_line(err)}). "
+                            f"{_how_to_get(expected_variant)}") from None
     return _torch_load(path, expected_variant)
 
 
 def _torch_load(path: Path, expected_variant: str | None):
+    if path.is_file() and path.stat().st_size == 0:
+        raise SamAdaptError(f"{path} is empty (0 bytes): its download or copy did not finish. "
+                            + _how_to_get(expected_variant))
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -100,8 +103,14 @@ def _torch_load(path: Path, expected_variant: str | None):
         raise SamAdaptError(f"{path} cannot be read as a PyTorch checkpoint (corrupt or not a torch file). "
                             + _how_to_get(expected_variant)) from None
     except Exception as err:  # truncated file, not a torch file at all, ...
-        raise SamAdaptError(f"{path} cannot be read as a PyTorch checkpoint ({type(err).__name__}: "
-                            f"{str(err).splitlines()[0][:200]}). {_how_to_get(expected_variant)}") from None
+        raise SamAdaptError(f"{path} cannot be read as a PyTorch checkpoint ({_first_line(err)}). "
+                            f"{_how_to_get(expected_variant)}") from None
+
+
+def _first_line(err: Exception) -> str:
+    """"Type: first line of the message" (many loaders raise with an empty message, e.g. EOFError)."""
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0][:200]}" if lines else type(err).__name__
 
 
 def describe(state: dict[str, torch.Tensor]) -> str:

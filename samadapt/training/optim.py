@@ -96,6 +96,22 @@ def check_schedule(scheduler: str, lr: float, warmup_start_lr: float | None, min
             raise SamAdaptError(f"{name}={value} must lie between 0 and lr={lr}")
 
 
+def check_optimizer_args(lr: float, betas, eps: float, weight_decay: float, warmup_steps: int,
+                         warmup_epochs: float) -> None:
+    """Values torch.optim would refuse with a traceback (or accept and diverge on), refused in one line."""
+    if not math.isfinite(lr) or lr <= 0:
+        raise SamAdaptError(f"model.lr={lr} must be a positive number (the recipes use 1e-4 to 1e-3)")
+    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+        raise SamAdaptError(f"model.betas={list(betas)} must be two numbers in [0, 1), e.g. [0.9, 0.999]")
+    if not eps > 0:
+        raise SamAdaptError(f"model.eps={eps} must be positive, e.g. 1e-8")
+    if not weight_decay >= 0:
+        raise SamAdaptError(f"model.weight_decay={weight_decay} must be 0 or positive")
+    if warmup_steps < 0 or not warmup_epochs >= 0:
+        raise SamAdaptError(f"model.warmup_steps={warmup_steps} and model.warmup_epochs={warmup_epochs} must be 0 or "
+                            "positive")
+
+
 def configure_optimization(
     params: Iterable[torch.nn.Parameter],
     trainer,
@@ -114,6 +130,7 @@ def configure_optimization(
     warmup_start_lr: float | None = None,
 ):
     """What LightningModule.configure_optimizers returns: the optimizer, with its per-step schedule if any."""
+    check_optimizer_args(lr, betas, eps, weight_decay, warmup_steps, warmup_epochs)
     optimizer_class = torch.optim.AdamW if optimizer == "adamw" else torch.optim.Adam
     lr = effective_lr(trainer, lr=lr, lr_scaling=lr_scaling, lr_reference_batch=lr_reference_batch)
     built = optimizer_class(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)

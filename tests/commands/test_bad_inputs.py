@@ -142,6 +142,17 @@ def _unwritable_output(tmp, fx):
     return "demo/shallow_fusion", [f"--trainer.default_root_dir={blocker}/runs"]
 
 
+def _fit_case(*extra):
+    def prepare(tmp, fx):
+        return "demo/shallow_fusion", list(extra)
+    return prepare
+
+
+def zero_bytes(dst: Path) -> str:
+    dst.write_bytes(b"")
+    return str(dst)
+
+
 CASES = {
     "checkpoint_missing": (_checkpoint_case(lambda tmp, fx: str(tmp / "nope.pth")),
                            ["SAM checkpoint not found", "nope.pth", "sam_checkpoint"]),
@@ -163,6 +174,10 @@ CASES = {
     "split_file_names_missing_file": (_split_file_missing_file, ["labeled.txt", "000000099999.jpg", "line"]),
     "output_folder_unwritable": (_unwritable_output, ["cannot write to output folder", "a_file",
                                                       "--trainer.default_root_dir"]),
+    "checkpoint_zero_bytes": (_checkpoint_case(lambda tmp, fx: zero_bytes(tmp / "empty.pth")),  # issue 21 from here
+                              ["empty.pth", "is empty (0 bytes)", "model.sam_checkpoint"]),
+    "lr_negative": (_fit_case("--model.lr=-0.001"), ["model.lr=-0.001", "positive"]),
+    "batch_size_zero": (_fit_case("--data.init_args.batch_size=0"), ["batch_size=0", ">= 1"]),
 }
 
 
@@ -249,3 +264,100 @@ def test_bad_geometric_prompt_is_refused(tiny_sam_checkpoint, shapes_root, promp
     assert batch["sample_id"][0] in str(err.value)
     for word in words:
         assert word in str(err.value)
+
+
+# ---- issue 21: the remaining tracebacks, each now one line and exit 2 ---------------------------------------------
+def one_error_line(capsys, argv) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("samadapt: error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
+    return lines[0]
+
+
+def test_full_disk_while_saving_a_checkpoint_says_so_and_names_the_intact_one(fixtures, tmp_path, monkeypatch,
+                                                                            capsys):
+    """ENOSPC on the second checkpoint write (simulated: the write raises it, as a full disk does)."""
+    import errno
+
+    real_save, calls = torch.save, []
+
+    def save_until_full(obj, f, *args, **kwargs):
+        calls.append(f)
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(torch, "save", save_until_full)
+    args = [*tiny_overrides(fixtures["sam"], fixtures["shapes"], fixtures["bert"], steps=2), "--trainer.logger=false",
+            f"--trainer.default_root_dir={tmp_path / 'runs'}"]
+    line = one_error_line(capsys, ["fit", *configs("demo/shallow_fusion"), *args])
+    assert "the disk is full" in line and "could not write" in line and ".ckpt" in line
+    intact = [p for p in tmp_path.rglob("*.ckpt")]
+    assert len(intact) == 1 and str(intact[0]) in line and "is intact" in line, line
+    assert torch.load(intact[0], map_location="cpu", weights_only=False)["state_dict"]  # really intact
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_full_disk_keeps_the_previous_file_and_says_so(tmp_path, monkeypatch):
+    import errno
+
+    from samadapt.io import atomic_torch_save
+
+    path = tmp_path / "last.ckpt"
+    atomic_torch_save({"step": 1}, path)
+    monkeypatch.setattr(torch, "save", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
+    with pytest.raises(SamAdaptError, match=rf"the disk is full .*could not write {path}; the previous {path} is "
+                                            r"intact \(resume from it with --ckpt_path\)"):
+        atomic_torch_save({"step": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True) == {"step": 1} and not list(tmp_path.glob("*.tmp"))
+
+
+def test_out_naming_a_file_where_a_folder_goes_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    a_file = tmp_path / "taken.txt"
+    a_file.write_text("not a folder")
+    folder_verbs = {
+        "segment": ["segment", "--ckpt", "x.ckpt", "--image", "x.png", "--out", str(a_file)],
+        "export": ["export", "--ckpt", "x.ckpt", "--out", str(a_file)],
+        "demo": ["demo", "--out", str(a_file)],
+        "prepare-demo": ["prepare-demo", "--out", str(a_file)],
+        "synth": ["synth", "--out", str(a_file)],
+    }
+    for verb, argv in folder_verbs.items():
+        line = one_error_line(capsys, argv)
+        assert f"--out {a_file} is a file" in line and "folder" in line, (verb, line)
+    a_folder = tmp_path / "folder"
+    a_folder.mkdir()
+    file_verbs = {
+        "compare": ["compare", str(tmp_path), "--out", str(a_folder)],
+        "evaluate-masks": ["evaluate-masks", "--pred", "p", "--gt", "g", "--out", str(a_folder)],
+        "inspect-data": ["inspect-data", "--config", "x.yaml", "--out", str(a_folder)],
+        "export --merge": ["export", "--merge", "--ckpt", "x.ckpt", "--out", str(a_folder)],
+    }
+    for verb, argv in file_verbs.items():
+        line = one_error_line(capsys, argv)
+        assert f"--out {a_folder} is a folder" in line, (verb, line)
+    assert a_file.read_text() == "not a folder" and not any(a_folder.iterdir())
+
+
+@pytest.mark.parametrize("metrics,words", [
+    ({"testA": {"oIoU": "0.61"}}, ["'oIoU'", "'testA'", "'0.61'", "not a number"]),
+    ({"testA": {"oIoU": 0.6, "mIoU": None}}, ["'mIoU'", "None"]),
+    ({"testA": [0.6]}, ["'testA'", "not a mapping"]),
+])
+def test_compare_with_a_non_numeric_metric_names_file_and_key(tmp_path, capsys, metrics, words):
+    import json
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps({"method": "x", "metrics": metrics}))
+    line = one_error_line(capsys, ["compare", str(run), "--out", str(tmp_path / "report.md")])
+    assert str(run / "results.json") in line
+    for word in words:
+        assert word in line, line
+    assert not (tmp_path / "report.md").exists()
