@@ -152,9 +152,10 @@ def read_rgb(
         except Exception as e:  # a mode PIL cannot convert (LAB, odd TIFF layouts, ...)
             raise SamAdaptError(f"cannot convert image {path} ({im.mode}) to RGB: {e}. Save it as an 8-bit RGB "
                                 f"PNG or JPEG{where}.") from None
-    if rgb.shape[0] * rgb.shape[1] > Image.MAX_IMAGE_PIXELS:
-        report.add(f"image above {Image.MAX_IMAGE_PIXELS:,} pixels (PIL's decompression-bomb warning size) "
-                   "decoded: slow and memory-hungry, downscale it", path)
+    limit = Image.MAX_IMAGE_PIXELS  # None when a user switched PIL's check off
+    if limit and rgb.shape[0] * rgb.shape[1] > limit:
+        report.add(f"image above {limit:,} pixels (PIL's decompression-bomb warning size) decoded: slow and "
+                   "memory-hungry, downscale it", path)
     return rgb
 
 

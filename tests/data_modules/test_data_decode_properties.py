@@ -2,11 +2,11 @@
 annotation a user has, the reader gives a correct array or one SamAdaptError, never another exception."""
 
 import io
+import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -15,15 +15,21 @@ from data_modules.datasets.coco_annotations import EMPTY_RLE, NO_SEGMENTATION, O
 from data_modules.pipeline.images import LoadReport, read_binary_mask, read_rgb
 from samadapt.errors import SamAdaptError
 
-FAST = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=80, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 MODES = ["1", "L", "P", "RGB", "RGBA", "LA", "PA", "I", "I;16", "F", "CMYK", "YCbCr", "LAB", "HSV"]
 FORMATS = ["PNG", "JPEG", "TIFF", "BMP", "WEBP", "GIF"]
 
 
+SCRATCH = Path(tempfile.mkdtemp(prefix="decode-properties-"))  # one file per suffix, rewritten by every example
+
+
+def teardown_module():
+    shutil.rmtree(SCRATCH, ignore_errors=True)
+
+
 def write(data: bytes, suffix: str = ".img") -> Path:
-    folder = Path(tempfile.mkdtemp(prefix="hyp"))
-    path = folder / f"f{suffix}"
+    path = SCRATCH / f"f{suffix}"
     path.write_bytes(data)
     return path
 
@@ -141,6 +147,3 @@ def test_rle_of_any_mask_decodes_to_that_mask(pixels):
     assert empty_reason({"segmentation": [[x, y, x + 1, y, x + 1, y + 1] for x, y in pixels[:1]]}, 30, 40, "a") \
         in (None, "degenerate polygon (fewer than 3 points or zero area)")
 
-
-if __name__ == "__main__":
-    pytest.main([__file__])
