@@ -21,8 +21,8 @@ MAX_JSON_BYTES = 2**20  # one /api/segment request: prompts are a few hundred by
 MAX_BODY_BYTES_IN_FLIGHT = 256 * 2**20  # request bodies held at once, across all connections
 MAX_IMAGE_PIXELS = 4096 * 4096  # larger images are downscaled on arrival to this many pixels
 MAX_DECODE_PIXELS = 4 * MAX_IMAGE_PIXELS  # what may be decoded to get there (a JPEG decodes at 1/2..1/8 scale)
-IMAGE_STORE_BYTES = 512 * 2**20  # decoded images kept for later prompts, oldest dropped first
-RESULT_STORE_BYTES = 64 * 2**20  # mask PNGs kept for download, oldest dropped first
+IMAGE_STORE_BYTES = 512 * 2**20  # decoded images kept for later prompts, least recently used dropped first
+RESULT_STORE_BYTES = 64 * 2**20  # mask PNGs kept for download, least recently used dropped first
 MAX_QUEUED = 64  # requests holding or waiting for the model; more are told to retry
 MAX_WAIT_SECONDS = 60.0  # a request waiting longer for the model is told to retry
 
@@ -48,8 +48,8 @@ class HttpRefusal(SamAdaptError):
 
 
 class ByteStore:
-    """A dict of bytes-bearing values, the oldest dropped first once their sizes sum past `limit` bytes.
-    The newest value is always kept, whatever its size. Safe to use from several threads."""
+    """A dict of bytes-bearing values; once their sizes sum past `limit` bytes, the least recently put or read
+    are dropped first. The newest value is always kept, whatever its size. Safe to use from several threads."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -68,7 +68,10 @@ class ByteStore:
 
     def get(self, key, default=None):
         with self._lock:
-            return self._items.get(key, default)
+            if key not in self._items:
+                return default
+            self._items.move_to_end(key)
+            return self._items[key]
 
     def __contains__(self, key) -> bool:
         with self._lock:
@@ -172,8 +175,8 @@ def decode_image(data: bytes) -> tuple[np.ndarray, tuple[int, int]]:
 
 
 def too_many_pixels(what: str) -> HttpRefusal:
-    jpeg_limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)  # PIL refuses more at Image.open, whatever the format
+    bomb_limit = 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else None  # PIL refuses more at Image.open
+    jpeg = f" (a JPEG: {bomb_limit / 1e6:.0f} MP)" if bomb_limit else ""
     return HttpRefusal(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                       f"The image has {what}; the largest this app decodes is {MAX_DECODE_PIXELS / 1e6:.0f} MP "
-                       f"(a JPEG: {jpeg_limit / 1e6:.0f} MP). Downscale it to about {MAX_IMAGE_PIXELS / 1e6:.0f} MP "
-                       "and upload it again.")
+                       f"The image has {what}; the largest this app decodes is {MAX_DECODE_PIXELS / 1e6:.0f} MP{jpeg}. "
+                       f"Downscale it to about {MAX_IMAGE_PIXELS / 1e6:.0f} MP and upload it again.")

@@ -7,6 +7,7 @@
 """
 
 import json
+import math
 from pathlib import Path
 
 from samadapt.evaluation.protocol import REPORT_NAME
@@ -21,7 +22,8 @@ def run_folder(checkpoint: Path) -> Path:
 
 
 def _pick(metrics: dict) -> tuple[str, float] | None:
-    numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    numbers = {k: v for k, v in metrics.items()  # NaN (a diverged run) would make /api/info invalid JSON
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
     if not numbers:
         return None
     name = PREFERRED if PREFERRED in numbers else next(iter(numbers))

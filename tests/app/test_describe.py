@@ -59,3 +59,9 @@ def test_test_score_from_results_then_test_metrics(tmp_path):
 def test_test_score_of_other_metric_families_and_loose_checkpoints(tmp_path):
     write_json(tmp_path / "results.json", {"eval_prompts": "none", "metrics": {"all": {"MAE": 0.07, "Sm": 0.8}}})
     assert read_test_score(tmp_path / "model.ckpt")["metric"] == "MAE"
+
+
+def test_a_nan_test_metric_is_skipped(tmp_path):
+    """json.dump writes a diverged run's NaN, json.load reads it back; /api/info must stay valid JSON."""
+    (tmp_path / "results.json").write_text('{"eval_prompts": "text", "metrics": {"all": {"oIoU": NaN, "mIoU": 0.2}}}')
+    assert read_test_score(tmp_path / "model.ckpt")["metric"] == "mIoU"

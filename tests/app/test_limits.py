@@ -4,14 +4,15 @@ instead of resetting connections, and NaN prompts or scores that never reach the
 
 import io
 import json
+import socket
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from samadapt.app import limits
-from samadapt.app.limits import ByteStore, HttpRefusal, ModelQueue, decode_image
-from samadapt.app.server import App
+from samadapt.app.limits import BodyBudget, ByteStore, HttpRefusal, ModelQueue, decode_image
+from samadapt.app.server import App, Handler
 from tests.app.stand_in import StandInModel, burst, http_request, raw_request, serving, strict_json, tally
 
 
@@ -142,11 +143,13 @@ def test_the_image_store_is_bounded_by_bytes(monkeypatch):
         assert post(url, "/api/segment", {"image_id": ids[2], "text": "x"})[0] == 200
 
 
-def test_byte_store_drops_the_oldest_and_keeps_the_newest_whatever_its_size():
+def test_byte_store_drops_the_least_recently_used_and_keeps_the_newest_whatever_its_size():
     store = ByteStore(10)
-    for key, size in (("a", 4), ("b", 4), ("c", 4)):
-        store.put(key, b"x" * size)
-    assert "a" not in store and "b" in store and store.total == 8
+    store.put("a", b"x" * 4)
+    store.put("b", b"x" * 4)
+    assert store.get("a") == b"xxxx"  # read: now the most recent
+    store.put("c", b"x" * 4)
+    assert "b" not in store and "a" in store and "c" in store and store.total == 8
     store.put("big", b"x" * 50)
     assert len(store) == 1 and "big" in store
 
@@ -184,3 +187,22 @@ def test_simultaneous_requests_are_queued_not_reset(served, shapes_root, count):
     assert set(counts) <= {200, 503} and sum(counts.values()) == count, counts
     if count <= limits.MAX_QUEUED:
         assert counts[200] == count, counts
+
+
+def test_a_body_that_stops_arriving_gets_408(monkeypatch):
+    """A client that declares a body and stops sending it holds a thread only for the handler's timeout."""
+    monkeypatch.setattr(Handler, "timeout", 0.3)
+    with serving(App([StandInModel()], [])) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(http_request("POST", "/api/segment", b'{"te', {"Content-Length": "100"}))
+            reply = sock.recv(65536)  # the socket stays open: only the server's timeout can end this
+    assert reply.startswith(b"HTTP/1.0 408") and b"did not arrive within 0.3 s" in reply
+
+
+def test_bodies_in_flight_are_bounded_by_bytes():
+    budget = BodyBudget(limit=10)
+    with budget.hold(6), pytest.raises(HttpRefusal, match="too many uploads at once") as refused:
+        with budget.hold(6):
+            pass
+    assert refused.value.status == 503 and budget.held == 0
