@@ -11,6 +11,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from samadapt.errors import SamAdaptError
 from samadapt.training.module import SamAdaptModule
+from samadapt.training.resume import check_ckpt_path
 from samadapt.training.wandb_run import SaveConfigToLoggers, configure_wandb_loggers
 
 
@@ -34,14 +35,29 @@ class SamAdaptCLI(LightningCLI):
         # The placement of the image in that square likewise: a checkpoint records it, the predictor follows it.
         parser.link_arguments("model.letterbox", "data.init_args.letterbox")
 
+    def _prepare_subcommand_parser(self, klass, subcommand: str, **kwargs):
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand == "predict":
+            parser.add_argument("--out", type=str | None, default=None,
+                                help="folder of the mask PNGs and predictions.csv (default: <run folder>/predictions)")
+        return parser
+
     def parse_arguments(self, parser, args) -> None:
         super().parse_arguments(parser, args)
         if not isinstance(args, dict):
             config = self.config[self.config.subcommand] if self.config.get("subcommand") else self.config
             check_data_image_size(sys.argv[1:] if args is None else list(args), config.data.init_args.image_size)
 
+    def _parse_ckpt_path(self) -> None:
+        """Lightning reads --ckpt_path here (a traceback when the file is damaged) and silently replaces the
+        experiment's model settings with the checkpoint's; samadapt checks the file and its settings once the
+        classes are built instead (after_instantiate_classes), and says what differs."""
+
     def after_instantiate_classes(self) -> None:
         configure_wandb_loggers(self.trainer, self.model, self.datamodule, self.subcommand)  # before W&B starts
+        if self.subcommand:
+            check_ckpt_path(self.config_init[self.subcommand].get("ckpt_path"), self.model, self.datamodule,
+                            resuming=self.subcommand == "fit")
 
     def before_fit(self) -> None:
         """Output folders must be writable; `--ckpt_path last`: resume from this configuration's last.ckpt."""
@@ -54,6 +70,16 @@ class SamAdaptCLI(LightningCLI):
             print(f"samadapt: resuming from {found}" if found else
                   "samadapt: no last.ckpt of this configuration yet: training from the start", file=sys.stderr)
             config["ckpt_path"] = found
+
+
+    def before_predict(self) -> None:
+        """Predictions go to files (one mask PNG per sample, predictions.csv), not into memory."""
+        from samadapt.training.prediction_writer import PredictionWriter
+
+        config = self.config_init[self.subcommand]
+        self.trainer.callbacks.append(PredictionWriter(config.get("out")))
+        if config.get("return_predictions") is None:
+            config["return_predictions"] = False
 
 
 def model_input_size(sam_variant: str, image_size: int | None) -> int:

@@ -19,7 +19,6 @@ from samadapt.evaluation.protocol import (
     check_threshold,
     eval_samples,
     metrics_for,
-    probability_threshold,
     write_report,
 )
 from samadapt.model import SamAdaptModel, model_defaults, parse_prompt_kinds
@@ -341,10 +340,14 @@ class SamAdaptModule(L.LightningModule):
     def on_predict_epoch_end(self) -> None:
         self._ema_scope.close()
 
-    def predict_step(self, batch: dict, batch_idx: int) -> dict:
-        probs, valid = self.predict_masks(batch)
-        cut = probability_threshold(self.hparams.threshold, self.hparams.threshold_on)
-        return {"sample_id": batch["sample_id"], "probs": probs, "mask": (probs > cut) & valid}
+    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> list[dict]:
+        """One row per sample: its mask at the original size as `test` scores it, score, IoU (prediction_writer)."""
+        from samadapt.training.prediction_writer import predicted_samples
+
+        datamodule = self._trainer.datamodule if self._trainer is not None else None
+        names = list(getattr(datamodule, "test_split_names", None) or [])
+        split = names[dataloader_idx] if dataloader_idx < len(names) else f"loader{dataloader_idx}"
+        return predicted_samples(self, batch, split)
 
     # ---- optimisation ------------------------------------------------------------------------
     def configure_optimizers(self):
