@@ -155,7 +155,7 @@ def test_byte_store_drops_the_least_recently_used_and_keeps_the_newest_whatever_
 
 
 def test_a_full_queue_answers_503_with_retry_after_instead_of_resetting():
-    app = App([StandInModel(seconds=0.4)], [], queue=ModelQueue(limit=2, wait=30))
+    app = App([StandInModel(seconds=0.8)], [], queue=ModelQueue(limit=2, wait=30))
     with serving(app) as url:
         image_id = post(url, "/api/image", image_file((32, 32)))[2]["image_id"]
         request = http_request("POST", "/api/segment", json.dumps({"image_id": image_id, "text": "x"}).encode())
