@@ -35,6 +35,24 @@ EXTRA_VERBS = {
 }
 
 
+TRAINING_VERBS = {
+    "fit": "train: --config experiments/base.yaml --config experiments/<dataset>/<method>.yaml [--key=value ...]",
+    "validate": "evaluate on the validation split",
+    "test": "evaluate on the test splits: test_metrics.json/.md and results.json in the run folder",
+    "predict": "each test sample's mask PNG at the image's size and predictions.csv (--out DIR)",
+}
+
+
+def usage() -> str:
+    """The verbs and what each does; printed without loading torch or Lightning."""
+    width = max(map(len, [*TRAINING_VERBS, *EXTRA_VERBS])) + 2
+    lines = ["usage: samadapt VERB [options]   (samadapt VERB --help: the options of one verb)", "",
+             "training verbs (LightningCLI, configured by experiments/*.yaml):"]
+    lines += [f"  {verb:<{width}}{what}" for verb, what in TRAINING_VERBS.items()]
+    lines += ["", "other verbs:"] + [f"  {verb:<{width}}{what}" for verb, (_, what) in EXTRA_VERBS.items()]
+    return "\n".join(lines)
+
+
 def run_verb(verb: str, argv: list[str]) -> None:
     module, function = EXTRA_VERBS[verb][0].split(":")
     getattr(importlib.import_module(module), function)(argv)
@@ -66,12 +84,13 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     os.environ.setdefault("WANDB_MODE", "offline")
     try:
-        if argv and argv[0] in EXTRA_VERBS:
+        if not argv or argv[0] in ("-h", "--help"):
+            print(usage())
+            if not argv:
+                sys.exit(2)
+        elif argv[0] in EXTRA_VERBS:
             run_verb(argv[0], argv[1:])
         else:
-            if argv and argv[0] in ("-h", "--help"):
-                print("samadapt verbs: fit, validate, test, predict (LightningCLI), "
-                      + ", ".join(f"{k} ({v[1]})" for k, v in EXTRA_VERBS.items()))
             from samadapt.training.cli import SamAdaptCLI, finish_wandb  # lightning loads only for these verbs
 
             try:
@@ -84,7 +103,6 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"samadapt: error: {one_line(reason)}", file=sys.stderr)
         sys.exit(2)
-
 
 
 if __name__ == "__main__":

@@ -7,8 +7,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import torch
-
 from samadapt.errors import SamAdaptError
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -71,6 +69,8 @@ def atomic_write(path: str | Path, write) -> None:
 
 
 def atomic_torch_save(obj, path: str | Path) -> None:
+    import torch  # here: commands that only read JSON (compare, --help) start without loading torch
+
     def write(tmp: str) -> None:
         # through a Python file: a full disk raises OSError(ENOSPC) here, where torch's own file writer raises
         # RuntimeError("unexpected pos ...") that says nothing of the disk

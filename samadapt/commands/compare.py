@@ -16,7 +16,7 @@ from pathlib import Path
 
 from samadapt.errors import MissingFileError, SamAdaptError
 from samadapt.io import atomic_write, output_file
-from samadapt.training.run_results import POOLED, RESULTS_FILE
+from samadapt.training.results_file import POOLED, RESULTS_FILE
 
 COSTS = {"train_seconds": "train s", "step_seconds": "step s", "peak_memory_mb": "peak MB"}
 HOW_TO_GET = f"Give folders of tested runs: `samadapt test ...` writes {RESULTS_FILE} into the run's log folder."

@@ -17,7 +17,6 @@ from pathlib import Path
 import yaml
 
 from samadapt.errors import MissingFileError, SamAdaptError
-from samadapt.text import TEXT_ENCODERS, TextEncoder
 
 # Part of the model a parameter belongs to, by its name; the first matching pattern wins.
 PARTS: tuple[tuple[str, str], ...] = (
@@ -67,21 +66,28 @@ def with_base(configs: list[Path]) -> list[Path]:
     return [base, *configs]
 
 
-class RandomBertBase(TextEncoder):
-    """bert-base-uncased's architecture (transformers.BertConfig defaults) with random weights, for counting only."""
+def random_bert_base() -> type:
+    """A TextEncoder class: bert-base-uncased's architecture (transformers.BertConfig defaults) with random weights,
+    for counting only. Made on demand: `samadapt params --help` starts without loading torch."""
+    from samadapt.text import TextEncoder
 
-    def __init__(self, **_: object) -> None:
-        super().__init__(cache_size=0)
-        from transformers import BertConfig, BertModel
+    class RandomBertBase(TextEncoder):
+        def __init__(self, **_: object) -> None:
+            super().__init__(cache_size=0)
+            from transformers import BertConfig, BertModel
 
-        self.model = BertModel(BertConfig())
-        self.dim = self.pooled_dim = int(self.model.config.hidden_size)
-        self.freeze()
+            self.model = BertModel(BertConfig())
+            self.dim = self.pooled_dim = int(self.model.config.hidden_size)
+            self.freeze()
+
+    return RandomBertBase
 
 
 @contextmanager
-def text_encoder_replaced(kind: str, cls: type[TextEncoder]):
+def text_encoder_replaced(kind: str, cls: type):
     """Build `kind` text encoders as `cls` inside the block (the registry is a plain dict)."""
+    from samadapt.text import TEXT_ENCODERS
+
     original = TEXT_ENCODERS[kind]
     TEXT_ENCODERS[kind] = cls
     try:
@@ -110,7 +116,7 @@ def build_for_counting(settings: dict) -> tuple["object", dict[str, str]]:
             text_options["pretrained"] = None  # same architecture, random weights: the count is the same
             model = SamAdaptModel(**{**args, "text_options": text_options})
         elif settings["text_encoder"] == "bert" and text_options.get("name_or_path") == "bert-base-uncased":
-            with text_encoder_replaced("bert", RandomBertBase):
+            with text_encoder_replaced("bert", random_bert_base()):
                 model = SamAdaptModel(**{**args, "text_options": text_options})
         else:
             raise

@@ -21,17 +21,17 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 
 from samadapt.errors import MissingFileError, SamAdaptError
-from samadapt.evaluation.metrics import ReferringMetrics
-from samadapt.evaluation.protocol import FAMILIES, check_threshold
-from samadapt.evaluation.semantic import SemanticMetrics
-from samadapt.evaluation.sod import SodMetrics
+from samadapt.evaluation.families import FAMILIES
 from samadapt.io import atomic_write_json, output_file
+
+if TYPE_CHECKING:  # torch and the metrics load in evaluate_folders: `--help` and bad arguments answer at once
+    import torch
 
 _CLASS_SUFFIX = re.compile(r"_c(\d+)$")
 
@@ -158,6 +158,13 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, metrics: str = "s
                      strict_pk: bool = True, minmax: bool = True, classes: dict[str, int] | None = None,
                      pred_01: bool = False) -> dict:
     """The metrics of `metrics` family over every stem; the referring values are always included."""
+    import torch
+
+    from samadapt.evaluation.metrics import ReferringMetrics
+    from samadapt.evaluation.protocol import check_threshold
+    from samadapt.evaluation.semantic import SemanticMetrics
+    from samadapt.evaluation.sod import SodMetrics
+
     if metrics not in FAMILIES:
         raise SamAdaptError(f"unknown --metrics {metrics!r}; choose {', '.join(FAMILIES)}")
     check_threshold(threshold, "probs")
@@ -197,7 +204,7 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, metrics: str = "s
 
 def write_mask_png(path: str | Path, mask: np.ndarray | torch.Tensor) -> None:
     """An (H, W) uint8 map (probabilities from metrics_sod.to_uint8, or 0/255 masks) as an 8-bit PNG."""
-    array = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+    array = mask.detach().cpu().numpy() if hasattr(mask, "detach") else np.asarray(mask)  # a torch tensor
     if array.dtype == bool:
         array = array.astype(np.uint8) * 255
     Path(path).parent.mkdir(parents=True, exist_ok=True)

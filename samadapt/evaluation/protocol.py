@@ -20,20 +20,18 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import cv2
 import torch
 
 from samadapt.errors import SamAdaptError
+from samadapt.evaluation.families import FAMILIES, MetricFamily
 from samadapt.evaluation.metrics import ReferringMetrics
 from samadapt.evaluation.semantic import SemanticMetrics
 from samadapt.evaluation.sod import SodMetrics
 from samadapt.io import atomic_write, atomic_write_json
 from samadapt.sam.preprocess import content_boxes, crop_content, to_original
 
-MetricFamily = Literal["referring", "sod", "semantic"]
-FAMILIES: tuple[str, ...] = ("referring", "sod", "semantic")
 # The family each DataModule's published results use (by class name, so subclasses inherit it).
 DATASET_METRICS: dict[str, MetricFamily] = {
     "RefCocoDataModule": "referring",

@@ -12,24 +12,26 @@ The config was `adapter_config.json` before; that name is peft's (another schema
 folders exported earlier. `--merge` writes an official SAM checkpoint instead (see merge_into_sam).
 """
 
+from __future__ import annotations
+
 import argparse
 import hashlib
 import json
 import logging
 import os
 from pathlib import Path
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING
 
 from samadapt.errors import MissingFileError, SamAdaptError
 from samadapt.inference.model_card import data_of, model_card, run_results
 from samadapt.io import atomic_write, atomic_write_json, output_file, output_folder
-from samadapt.methods import METHODS
-from samadapt.sam import build_sam_from_config, save_sam_checkpoint
-from samadapt.sam.config import get_config
-from samadapt.training.module import SamAdaptModule
+
+# torch, safetensors and the module load inside the functions that use them: `samadapt export --help` and a
+# mistyped option answer at once, not after seconds of imports.
+if TYPE_CHECKING:
+    import torch
+
+    from samadapt.training.module import SamAdaptModule
 
 log = logging.getLogger(__name__)
 WEIGHTS_FILE = "adapter.safetensors"
@@ -52,6 +54,8 @@ def sha256(path: Path) -> str:
 
 
 def read_checkpoint(path: Path) -> dict:
+    import torch
+
     if not path.is_file():
         raise MissingFileError(path, "checkpoint", "Give the .ckpt a training run wrote (<run>/checkpoints/).")
     try:
@@ -71,6 +75,8 @@ def adapter_weights(checkpoint: dict) -> dict[str, torch.Tensor]:
 
 
 def export_adapter(checkpoint_path: str | Path, out: str | Path, license_id: str = "other") -> Path:
+    from safetensors.torch import save_file
+
     checkpoint_path, out = Path(checkpoint_path), Path(out)
     checkpoint = read_checkpoint(checkpoint_path)
     hparams = dict(checkpoint["hyper_parameters"])
@@ -114,6 +120,9 @@ def read_export_config(folder: Path) -> dict:
 
 def load_export(folder: str | Path, sam_checkpoint: str | Path, text_options: dict | None = None) -> SamAdaptModule:
     """The module rebuilt from the base SAM checkpoint and an export folder, in eval mode."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     folder = Path(folder)
     config = read_export_config(folder)
     expected_sha = config["base_sam"].get("sha256")
@@ -132,6 +141,8 @@ def load_export(folder: str | Path, sam_checkpoint: str | Path, text_options: di
 
 def module_with_weights(args: dict, weights: dict[str, torch.Tensor], source: Path) -> SamAdaptModule:
     """SamAdaptModule(**args) with `weights` as its trainable weights (exactly those), in eval mode."""
+    from samadapt.training.module import SamAdaptModule
+
     module = SamAdaptModule(**args)
     expected = set(module.model.trainable_state_dict())
     if set(weights) != expected:
@@ -190,6 +201,10 @@ def _fold_lora(sam: torch.nn.Module) -> None:
 def merge_into_sam(checkpoint_path: str | Path, out: str | Path, sam_checkpoint: str | None = None) -> int:
     """Write the run's SAM (trained weights, EMA values when kept, LoRA folded in) as an official-format .pth at
     the run's image size; return that size. Methods that add layers or read text are refused with the reason."""
+    from samadapt.methods import METHODS
+    from samadapt.sam import build_sam_from_config, save_sam_checkpoint
+    from samadapt.sam.config import get_config
+
     checkpoint_path = Path(checkpoint_path)
     checkpoint = read_checkpoint(checkpoint_path)
     hparams = checkpoint["hyper_parameters"]

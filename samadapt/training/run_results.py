@@ -20,11 +20,8 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from samadapt.io import atomic_write_json
+from samadapt.training.results_file import POOLED, RESULTS_FILE, RESULTS_FORMAT
 from samadapt.training.wandb_run import dataset_label, method_label, prompt_label
-
-RESULTS_FILE = "results.json"
-RESULTS_FORMAT = "samadapt-results/1"
-POOLED = "all"  # the name of every test split together in results.json
 
 
 def peak_memory_mb(device: torch.device) -> float:
