@@ -42,8 +42,43 @@ def _write_error(path: Path, existed: bool, err: OSError) -> WriteError:
                       "folder can be created and written to.")
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system tells it (Linux), else set and restored."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _fsync(path: str | Path) -> None:
+    """Flush a file's (or a folder's) data to the disk; folders that cannot be synced on this system are skipped."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        if Path(path).is_dir():
+            return
+        raise
+    try:
+        os.fsync(fd)
+    except OSError as err:
+        if not Path(path).is_dir() or err.errno not in (errno.EINVAL, errno.EBADF, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)
+
+
 def atomic_write(path: str | Path, write) -> None:
     """Call `write(tmp_path)`, then rename onto `path`: a crash mid-write leaves the old file intact.
+
+    The file gets the permissions any new file gets (0666 less the umask; an existing file keeps its own), not
+    mkstemp's 0600, so teammates can read checkpoints and exports. Its data reach the disk before the rename
+    makes it visible, and the rename itself is flushed with the folder: after a power cut `path` is the old
+    file or the whole new one, never an empty or partial one.
 
     A failed write (a full disk, a file where the folder should be) raises WriteError naming the file and what
     is still intact; the temporary file is removed.
@@ -58,7 +93,10 @@ def atomic_write(path: str | Path, write) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         write(tmp)
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if existed else 0o666 & ~current_umask())
+        _fsync(tmp)
         os.replace(tmp, path)
+        _fsync(path.parent)
     except WriteError:
         raise
     except OSError as err:
