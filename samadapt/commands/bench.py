@@ -29,7 +29,7 @@ from samadapt.sam.loop import encode_images
 
 OFFICIAL_VIT_B = Path("checkpoints/sam_vit_b_01ec64.pth")
 # Issue 9's bar for each figure (methods not listed have no goal: their overhead is reported only).
-ALL_SECTIONS = "1,2,3,4,5,6,7"
+ALL_SECTIONS = "1,2,3,4,5,6,7,8"
 METHOD_GOALS = {"sam_ptx": 1.05, "clip_guided": 1.05, "dit_windowed": 1.10}
 QUICK_METHODS = {*METHOD_GOALS, "full"}  # QUICK's section 2: the rows with goals, and `full` to show the noise
 # Methods that read CLIP, and the CLIP of their experiment files (SAM-PTx: ViT-B/32; CLIP-Guided SAM: ViT-B/16),
@@ -414,7 +414,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", default=None, help="section 2: only these rows, e.g. sam_ptx,dit_windowed")
     parser.add_argument("--method", default=None, help="method of the checkpointing step (default: sam_ptx if "
                                                        "registered, else dit windowed)")
-    parser.add_argument("--only", default=ALL_SECTIONS, help="sections to run, e.g. 1,3 (7: tiny step times)")
+    parser.add_argument("--only", default=ALL_SECTIONS,
+                        help="sections to run, e.g. 1,3 (7: tiny step times; 8: inference end to end vs SamPredictor "
+                             "and HF SamModel, ViT-B 1024 px, not in --quick)")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per contender (default 5, quick 2)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default torch's; 1 gives steadier ratios on a crowded machine)")
@@ -534,6 +536,12 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  tiny train step {name:15s} {r['step_s']:.3f} s  x{r['ratio_to_decoder_only']:.2f}  "
                   f"trainable {r['trainable_params']:,}")
         save(7)
+    if 8 in wanted and not quick:
+        from samadapt.commands.bench_inference import inference_end_to_end, print_rows
+
+        results["inference"] = inference_end_to_end(device, 3)
+        print_rows(results["inference"])
+        save(8)
     atomic_write_json(results, out)
     print(f"load average at the end {results.get('load_average_end')}; written {out}")
 
