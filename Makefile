@@ -41,7 +41,7 @@ test-all: install  ## the suite including the slow ViT-B tests
 demo: install  ## the end-to-end demo on the CPU: synthetic data, tiny SAM, every method, a report in runs/demo
 	$(SAMADAPT) demo --out runs/demo
 
-train: install  ## train: make train EXP=<dataset>/<method> [ABL=<ablation>] [ARGS="--trainer.max_steps=10"]
+train: install  ## train, then test the best checkpoint: make train EXP=<dataset>/<method> [ABL=<ablation>] [ARGS="--trainer.max_steps=10"]
 	@$(FIND_CONFIGS) && $(SAMADAPT) fit $$configs $(ARGS)
 
 eval: install  ## evaluate a checkpoint on the test splits: make eval EXP=refcoco/ldit [ABL=...] CKPT=runs/.../last.ckpt

@@ -40,7 +40,15 @@ class SamAdaptCLI(LightningCLI):
         if subcommand == "predict":
             parser.add_argument("--out", type=str | None, default=None,
                                 help="folder of the mask PNGs and predictions.csv (default: <run folder>/predictions)")
+        if subcommand == "fit":
+            parser.add_argument("--test_after_fit", type=bool, default=True,
+                                help="after training, evaluate the test splits with the best checkpoint (the last "
+                                     "weights without one) in the same run folder and W&B run")
         return parser
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        loggers_follow_root_dir(config.trainer)
 
     def parse_arguments(self, parser, args) -> None:
         super().parse_arguments(parser, args)
@@ -71,6 +79,27 @@ class SamAdaptCLI(LightningCLI):
                   "samadapt: no last.ckpt of this configuration yet: training from the start", file=sys.stderr)
             config["ckpt_path"] = found
 
+    def tests_after_fit(self) -> bool:
+        from lightning.pytorch.utilities.model_helpers import is_overridden
+
+        return bool(self.config_init["fit"].get("test_after_fit", True) and self.datamodule is not None
+                    and is_overridden("test_dataloader", self.datamodule))
+
+    def check_test_splits(self) -> None:
+        """Test splits that cannot be read stop the run before training, not after it."""
+        if not self.tests_after_fit():
+            return
+        try:
+            self.datamodule.setup("test")
+        except SamAdaptError as err:
+            raise SamAdaptError(f"{err} (the test splits are evaluated after training: give readable "
+                                "data.init_args.test_splits, or pass --test_after_fit=false)") from None
+
+    def after_fit(self) -> None:
+        """The run ends with its test numbers: test splits on the best checkpoint, results in the same folder."""
+        if self.tests_after_fit() and not self.trainer.interrupted:
+            best = getattr(self.trainer.checkpoint_callback, "best_model_path", "")
+            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if best else None)
 
     def before_predict(self) -> None:
         """Predictions go to files (one mask PNG per sample, predictions.csv), not into memory."""
@@ -80,6 +109,17 @@ class SamAdaptCLI(LightningCLI):
         self.trainer.callbacks.append(PredictionWriter(config.get("out")))
         if config.get("return_predictions") is None:
             config["return_predictions"] = False
+
+
+def loggers_follow_root_dir(trainer_config) -> None:
+    """A logger whose save_dir is not set writes under trainer.default_root_dir, so that one option moves the whole
+    run (CSV, W&B, checkpoints, config, results). W&B's default save_dir "." counts as not set; its `dir` as set."""
+    root = trainer_config.get("default_root_dir") or "."
+    loggers = trainer_config.get("logger")
+    for logger in loggers if isinstance(loggers, list) else [loggers]:
+        init_args = getattr(logger, "init_args", None)
+        if init_args is not None and init_args.get("save_dir") in (None, "", ".") and not init_args.get("dir"):
+            init_args.save_dir = root
 
 
 def model_input_size(sam_variant: str, image_size: int | None) -> int:

@@ -86,12 +86,13 @@ def test_every_experiment_runs_two_steps(experiment, tiny_sam_checkpoint, shapes
         return
     main(["fit", *configs(experiment), *overrides,
           "--trainer.val_check_interval=2", "--trainer.check_val_every_n_epoch=null",
-          "--model.global_batch_size=null"])
+          "--model.global_batch_size=null", "--test_after_fit=false"])  # test: tests/training/test_run_folder.py
     checkpoints = list((tmp_path / "runs").rglob("last.ckpt"))
     assert len(checkpoints) == 1
     metrics = (next((tmp_path / "runs").rglob("metrics.csv"))).read_text()
     assert "val/oIoU" in metrics and "train/loss" in metrics
-    assert list((tmp_path / "runs" / "wandb").glob("offline-run-*"))  # the W&B run is there to sync
+    root = section(experiment, "trainer").get("default_root_dir", "runs")  # the W&B run is there to sync, in the
+    assert list((tmp_path / root / "wandb").glob("offline-run-*"))        # experiment's default_root_dir
 
 
 def test_fit_then_test_from_checkpoint_with_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert, tmp_path,

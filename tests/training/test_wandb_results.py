@@ -16,7 +16,7 @@ from tests.helpers.wandb_records import closed_run_file, config_keys, logged_med
 
 def test_offline_run_is_named_grouped_tagged_with_config_panel_and_test_summary(
         tiny_sam_checkpoint, shapes_root, tiny_bert, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # base.yaml logs to ./runs
+    monkeypatch.chdir(tmp_path)  # the experiment logs to its default_root_dir, runs/demo/shallow_fusion
     args = [*configs("demo/shallow_fusion"), *tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert),
             "--trainer.val_check_interval=2", "--trainer.check_val_every_n_epoch=null"]
     cli = SamAdaptCLI(args=args, run=False)
@@ -24,7 +24,7 @@ def test_offline_run_is_named_grouped_tagged_with_config_panel_and_test_summary(
     cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
     finish_wandb()
 
-    run_file = closed_run_file(tmp_path / "runs" / "wandb")
+    run_file = closed_run_file(tmp_path / "runs/demo/shallow_fusion/wandb")
     run_dir = run_file.parent
     run = run_record(run_file)
     assert run.display_name.startswith("shallow_fusion-shapes-20")  # <method>-<dataset>-<date>
@@ -65,7 +65,7 @@ def test_panel_every_n_validations(tiny_sam_checkpoint, shapes_root, tiny_bert, 
     panel_callback.every, panel_callback.num_samples = 2, 1
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     finish_wandb()
-    run_file = closed_run_file(tmp_path / "runs" / "wandb")
+    run_file = closed_run_file(tmp_path / "runs/demo/shallow_fusion/wandb")
     panels = logged_media(run_file, "val/predictions")
     assert [p["step"] for p in panels] == [1, 3]  # validations after steps 1, 2, 3: the 1st and the 3rd
     assert all(p["count"] == 1 for p in panels)
