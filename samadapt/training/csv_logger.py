@@ -7,8 +7,8 @@ from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
 
 
 class CSVLogger(LightningCSVLogger):
-    def __init__(self, save_dir: str | None = None, name: str | None = "lightning_logs", version: int | str | None = None,
-                 prefix: str = "", flush_logs_every_n_steps: int = 100):
+    def __init__(self, save_dir: str | None = None, name: str | None = "lightning_logs",
+                 version: int | str | None = None, prefix: str = "", flush_logs_every_n_steps: int = 100):
         """
         Args:
             save_dir: the folder of the logs (default: trainer.default_root_dir under samadapt's CLI, else ".")
