@@ -25,6 +25,7 @@ IMAGE_STORE_BYTES = 512 * 2**20  # decoded images kept for later prompts, least 
 RESULT_STORE_BYTES = 64 * 2**20  # mask PNGs kept for download, least recently used dropped first
 MAX_QUEUED = 64  # requests holding or waiting for the model; more are told to retry
 MAX_WAIT_SECONDS = 60.0  # a request waiting longer for the model is told to retry
+MAX_CONNECTIONS = 256  # connections served at once; more get a quick 503, so slow clients cannot pile up threads
 
 
 class UploadConversions(LoadReport):

@@ -18,6 +18,7 @@ import io
 import json
 import logging
 import socket
+import threading
 import time
 import urllib.parse
 from http import HTTPStatus
@@ -168,6 +169,12 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args) -> None:  # quiet: the terminal shows the URL, not every request
         pass
 
+    def setup(self) -> None:
+        self.turned_away = getattr(self.server.turned_away, "flag", False)  # over MAX_CONNECTIONS: answer 503 fast
+        if self.turned_away:
+            self.timeout = 2
+        super().setup()
+
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """http.server's own refusals (a malformed request line, an unknown method, headers too long), as JSON."""
         if code == HTTPStatus.NOT_IMPLEMENTED:  # a method other than GET and POST
@@ -201,6 +208,9 @@ class Handler(BaseHTTPRequestHandler):
         """Run a route and send what it returns; every failure becomes a reply, never a closed connection."""
         self.body_unread = self._declares_body()  # until a route reads it
         try:
+            if self.turned_away:
+                raise HttpRefusal(HTTPStatus.SERVICE_UNAVAILABLE, f"The server has {limits.MAX_CONNECTIONS} "
+                                  "connections open. Try again in a few seconds.", retry_after=5)
             reply = route()
         except (SamAdaptError, TypeError, ValueError, OverflowError, RecursionError) as err:
             reply = error_reply(err)  # a sentence for the page, never a traceback
@@ -293,10 +303,25 @@ class Handler(BaseHTTPRequestHandler):
 
 class QueueingHTTPServer(ThreadingHTTPServer):
     """A thread per connection; a burst of connections waits in the kernel's listen queue instead of being reset
-    (http.server's default backlog is 5)."""
+    (http.server's default backlog is 5). Past MAX_CONNECTIONS open at once, a connection is answered 503 within
+    seconds (its handler reads with a 2 s timeout), so clients that send slowly cannot hold threads without end."""
 
     request_queue_size = 1024  # capped by the kernel's net.core.somaxconn
     daemon_threads = True
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.slots = threading.BoundedSemaphore(limits.MAX_CONNECTIONS)
+        self.turned_away = threading.local()  # per handler thread: no slot was free
+
+    def process_request_thread(self, request, client_address) -> None:
+        has_slot = self.slots.acquire(blocking=False)
+        self.turned_away.flag = not has_slot
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            if has_slot:
+                self.slots.release()
 
 
 def make_server(app: App, host: str = "127.0.0.1", port: int = 7860) -> ThreadingHTTPServer:

@@ -5,6 +5,7 @@ instead of resetting connections, and NaN prompts or scores that never reach the
 import io
 import json
 import socket
+import time
 
 import numpy as np
 import pytest
@@ -191,13 +192,13 @@ def test_simultaneous_requests_are_queued_not_reset(served, shapes_root, count):
 
 def test_a_body_that_stops_arriving_gets_408(monkeypatch):
     """A client that declares a body and stops sending it holds a thread only for the handler's timeout."""
-    monkeypatch.setattr(Handler, "timeout", 0.3)
+    monkeypatch.setattr(Handler, "timeout", 1.5)  # per read: also the time the client has to send its headers
     with serving(App([StandInModel()], [])) as url:
         host, port = url.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port)), timeout=10) as sock:
             sock.sendall(http_request("POST", "/api/segment", b'{"te', {"Content-Length": "100"}))
             reply = sock.recv(65536)  # the socket stays open: only the server's timeout can end this
-    assert reply.startswith(b"HTTP/1.0 408") and b"did not arrive within 0.3 s" in reply
+    assert reply.startswith(b"HTTP/1.0 408") and b"did not arrive within 1.5 s" in reply
 
 
 def test_bodies_in_flight_are_bounded_by_bytes():
@@ -206,3 +207,22 @@ def test_bodies_in_flight_are_bounded_by_bytes():
         with budget.hold(6):
             pass
     assert refused.value.status == 503 and budget.held == 0
+
+
+def test_connections_past_the_limit_get_a_quick_503(monkeypatch):
+    """Idle or slow connections hold at most MAX_CONNECTIONS threads; the next one is told to retry at once."""
+    monkeypatch.setattr(limits, "MAX_CONNECTIONS", 2)
+    with serving(App([StandInModel()], [])) as url:
+        host, port = url.removeprefix("http://").split(":")
+        idle = [socket.create_connection((host, int(port)), timeout=10) for _ in range(2)]  # send nothing
+        try:
+            time.sleep(0.3)  # both handlers started and hold their slots
+            status, headers, body = raw_request(url, http_request("GET", "/api/info"))
+            assert status == 503 and headers["Retry-After"] == "5" and "2 connections open" in body.decode()
+        finally:
+            for sock in idle:
+                sock.close()
+        deadline = time.monotonic() + 5
+        while (status := raw_request(url, http_request("GET", "/api/info"))[0]) == 503 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert status == 200
