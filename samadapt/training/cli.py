@@ -11,12 +11,14 @@ from lightning.pytorch.cli import LightningCLI
 
 from samadapt.errors import SamAdaptError
 from samadapt.training.module import SamAdaptModule
+from samadapt.training.quiet import drop_wandb_anonymous, silence_known_warnings
 from samadapt.training.resume import check_ckpt_path
 from samadapt.training.wandb_run import SaveConfigToLoggers, configure_wandb_loggers
 
 
 class SamAdaptCLI(LightningCLI):
     def __init__(self, args=None, run: bool = True, **kwargs):
+        silence_known_warnings()
         super().__init__(
             SamAdaptModule,
             LightningDataModule,
@@ -49,6 +51,10 @@ class SamAdaptCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         loggers_follow_root_dir(config.trainer)
+
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        drop_wandb_anonymous(self.trainer.loggers)  # before W&B starts
 
     def parse_arguments(self, parser, args) -> None:
         super().parse_arguments(parser, args)
