@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from samadapt.commands.timing import goal, side_by_side
+
 POINTS = ([[400.0, 250.0]], [[150.0, 300.0]])  # two prompts, pixels of the 640 x 480 image
 GOAL = 1.3
 
@@ -104,8 +106,6 @@ def _contenders(folder: Path, device: torch.device) -> dict:
 def inference_end_to_end(device: torch.device, repeats: int) -> dict:
     """Seconds per image (two prompts) of each contender in fp32 and bf16, the speed-up over the faster peer,
     and the fp32 masks' IoU with SamPredictor's."""
-    from samadapt.commands.bench import goal, side_by_side
-
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         rng = np.random.default_rng(0)
