@@ -118,15 +118,19 @@ class EmbeddingCache:
             self.bytes -= _nbytes(old)
 
     def encode(self, keys: list[str | None], images: torch.Tensor, encode) -> torch.Tensor:
-        """Embeddings of `images` (B,3,S,S): cached rows reused, the rest encoded in one call of `encode`."""
+        """Embeddings of `images` (B,3,S,S): cached rows reused, each missing image encoded on its own.
+
+        One image per call of `encode`: an image's embedding depends in the last bits on the batch it is encoded
+        in (tiny SAM, 128 px: 1.9e-6 between batches of 1 and 3), so an entry made in a batch would depend on
+        which images happened to miss together, and a resumed run (cold cache) would drift from an uninterrupted
+        one (tests/training/test_resume.py). Encoded alone, an entry is a function of its key only.
+        """
         found = [self.get(k) if k is not None else None for k in keys]
-        missing = [i for i, value in enumerate(found) if value is None]
-        if missing:
-            fresh = encode(images[missing])
-            for row, i in enumerate(missing):
-                found[i] = fresh[row]
-                if keys[i] is not None:
-                    self.put(keys[i], fresh[row])
+        for i, key in enumerate(keys):
+            if found[i] is None:
+                found[i] = encode(images[i : i + 1])[0]
+                if key is not None:  # random pixels (colour jitter, blur) have no key and are never stored
+                    self.put(key, found[i])
         return torch.stack([value.to(images.device) for value in found])
 
 

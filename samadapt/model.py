@@ -106,6 +106,10 @@ class SamAdaptModel(nn.Module):
         self.trainable, self.trainable_count = self._mark_trainable(extra)
         # Reusing embeddings is exact only when nothing trainable or text-dependent runs in the encoder.
         cacheable = not self.method.conditions_encoder and not train_image_encoder
+        # Such an encoder reads one image per call, cache or no cache: an image's embedding then never depends on
+        # the batch it came in (its last bits do otherwise), so the cache changes no result and a resumed run
+        # (cold cache) repeats an uninterrupted one bit for bit (samadapt/embedding_cache.py, EmbeddingCache.encode).
+        self.encodes_alone = cacheable
         self.embedding_cache = None
         if cacheable and (embedding_cache_mb > 0 or embedding_cache_dir):
             fingerprint = ""
@@ -163,11 +167,15 @@ class SamAdaptModel(nn.Module):
         text = self.encode_text(batch["text"]) if with_text.any() else None
         if text is not None and not with_text.all():  # samples prompted without text see no text tokens
             text = TextFeatures(text.tokens, text.mask & with_text.to(text.mask.device)[:, None], text.pooled)
-        if self.embedding_cache is not None and "image_key" in batch:
+        if self.encodes_alone:
             with torch.no_grad():  # the encoder is frozen and unconditioned: no gradient goes there
-                embeddings = self.embedding_cache.encode(
-                    batch["image_key"], images, lambda images: self.method.encode(self.sam, images, None)
-                )
+                def encode(one: torch.Tensor) -> torch.Tensor:
+                    return self.method.encode(self.sam, one, None)
+
+                if self.embedding_cache is not None and "image_key" in batch:
+                    embeddings = self.embedding_cache.encode(batch["image_key"], images, encode)
+                else:
+                    embeddings = torch.cat([encode(images[i : i + 1]) for i in range(images.shape[0])])
         else:
             embeddings = self.method.encode(self.sam, images, text)
         return self.decode_prompts(embeddings, batch, text, prompt_kinds)

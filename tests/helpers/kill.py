@@ -34,9 +34,12 @@ class KillAt(L.Callback):
 
         def half_then_die(obj, f, *args, **kwargs):
             real_save(obj, f, *args, **kwargs)
-            size = os.path.getsize(f)
-            with open(f, "r+b") as fh:
-                fh.truncate(size // 2)
+            if hasattr(f, "fileno"):  # samadapt.io.atomic_torch_save hands torch an open file
+                f.flush()
+                f.truncate(os.fstat(f.fileno()).st_size // 2)
+            else:
+                with open(f, "r+b") as fh:
+                    fh.truncate(os.path.getsize(f) // 2)
             _die()
 
         torch.save = half_then_die
