@@ -18,6 +18,14 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from samadapt.errors import SamAdaptError
+from samadapt.training.checkpoints import (
+    DamagedCheckpointError,
+    describe_differences,
+    read_checkpoint,
+    setting_differences,
+)
+
 KEY = "samadapt_random_states"
 
 
@@ -82,30 +90,49 @@ def find_last_checkpoint(trainer: L.Trainer, module: L.LightningModule, datamodu
 
     Lightning's own `ckpt_path="last"` only looks in the new run's (empty) version folder; here every
     checkpoint folder of the run's logger (or default_root_dir) is searched, and a candidate counts only if its
-    saved model and data hyper-parameters equal this run's, so another experiment's checkpoint is never picked.
+    saved model and data settings equal this run's (checkpoints.setting_differences), so another experiment's
+    checkpoint is never picked. A damaged file newer than the chosen one stops the run (DamagedCheckpointError
+    naming it and the newest intact checkpoint of this configuration): it may be this run's own progress, and
+    silently starting over or going back would lose it without a word.
     """
     roots = {Path(cb.dirpath) for cb in trainer.checkpoint_callbacks if getattr(cb, "dirpath", None)}
     if trainer.loggers and getattr(trainer.loggers[0], "save_dir", None):
         roots.add(Path(trainer.loggers[0].save_dir))
     roots.add(Path(trainer.default_root_dir))
-    found = {p for root in roots if root.is_dir() for p in root.rglob("last*.ckpt") if p.is_file()}
-    want_model = _plain(dict(module.hparams))
-    want_data = _plain(dict(getattr(datamodule, "hparams", {}) or {}))
-    for path in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True):
+    found = {p for root in roots if root.is_dir() for p in root.rglob("*.ckpt") if p.is_file()}
+    newest_first = sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+    for path in (p for p in newest_first if p.name.startswith("last")):
         try:
-            saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except Exception:  # unreadable or not ours: not a candidate
-            continue
-        if (_plain(saved.get("hyper_parameters", {})) == want_model
-                and _plain(saved.get("datamodule_hyper_parameters", {})) == want_data):
+            saved = read_checkpoint(path)
+        except SamAdaptError as err:
+            intact = newest_intact(newest_first, module, datamodule)
+            advice = (f"the newest intact checkpoint of this configuration is {intact}: resume from it with "
+                      f"--ckpt_path={intact} (and move the damaged file away)" if intact else
+                      "there is no intact checkpoint of this configuration: move the damaged file away and train "
+                      "from the start")
+            raise DamagedCheckpointError(f"{err}; {advice}") from None
+        if not setting_differences(saved, module, datamodule, resuming=True):
             return str(path)
     return None
 
 
-def _plain(value: Any) -> Any:
-    """Hyper-parameters in comparable form (tuples and lists alike, nested dicts sorted)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+def newest_intact(paths: list[Path], module: L.LightningModule, datamodule: Any) -> Path | None:
+    """The first of `paths` (newest first) that reads and was made by this configuration."""
+    for path in paths:
+        try:
+            saved = read_checkpoint(path)
+        except SamAdaptError:
+            continue
+        if not setting_differences(saved, module, datamodule, resuming=True):
+            return path
+    return None
+
+
+def check_ckpt_path(path: str | None, module: L.LightningModule, datamodule: Any, resuming: bool) -> None:
+    """An explicit --ckpt_path must read and have been made with this experiment's settings (see
+    checkpoints.setting_differences); Lightning's own names (last, best, hpc, registry) are left to it."""
+    if not path or path in ("last", "best", "hpc") or path.startswith("registry"):
+        return
+    differences = setting_differences(read_checkpoint(path), module, datamodule, resuming)
+    if differences:
+        raise SamAdaptError(describe_differences(path, differences))
