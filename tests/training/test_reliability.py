@@ -1,4 +1,8 @@
-"""Atomic checkpoints, the non-finite loss guard, and the resumable sampler's contract."""
+"""Atomic checkpoints, the non-finite loss guard, the resumable sampler's contract, and checkpoints given to a run."""
+
+import os
+import random
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -7,9 +11,11 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from data_modules import RefCocoDataModule
 from data_modules.pipeline.resumable import ResumableSampler
+from samadapt.cli import main
 from samadapt.training.checkpoint_io import AtomicCheckpointIO
 from samadapt.training.module import SamAdaptModule
 from samadapt.training.nonfinite import NonFiniteLossError, NonFiniteLossGuard
+from tests.commands.test_cli import configs, tiny_overrides
 from tests.conftest import TEST_SIZE
 
 
@@ -52,8 +58,8 @@ def test_crash_during_checkpoint_save_keeps_the_previous_one(tiny_sam_checkpoint
 
     def half_then_crash(obj, f, *args, **kwargs):
         real_save(obj, f, *args, **kwargs)
-        with open(f, "r+b") as fh:
-            fh.truncate(100)
+        f.flush()  # samadapt.io.atomic_torch_save hands torch an open file
+        f.truncate(100)
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", half_then_crash)
@@ -148,3 +154,93 @@ def test_train_loader_is_worker_independent_and_resumes_mid_epoch(shapes_root):
     at_end = loader(0)
     at_end.load_state_dict({"epoch": 1, "batches_done": len(at_end), "batch_size": 4})
     assert at_end.sampler.epoch == 2  # saved at an epoch's end: the next epoch starts from its beginning
+
+
+# ---- checkpoints given to a run: damaged, unsafe, or made by another experiment (issue 21) --------------------
+
+class RunsCode:
+    def __reduce__(self):
+        return (os.system, ("touch ran_code",))
+
+
+DAMAGE = {
+    "truncated": lambda good: good[: len(good) // 2],
+    "empty": lambda good: b"",
+    "random": lambda good: bytes(random.Random(0).randrange(256) for _ in range(4096)),
+}
+
+
+def run_cli(verb: str, experiment: str, fx: dict, root: Path, *extra: str, capsys) -> tuple[int, list[str], str]:
+    """(exit code, the `samadapt: error:` lines, all of stderr) of a tiny run of `experiment`."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([verb, *configs(experiment), *tiny_overrides(fx["sam"], fx["shapes"], fx["bert"]),
+              "--trainer.logger=false", f"--trainer.default_root_dir={root}", *extra])
+    err = capsys.readouterr().err
+    return exit_info.value.code, [line for line in err.splitlines() if line.startswith("samadapt: error:")], err
+
+
+@pytest.fixture
+def fx(tiny_sam_checkpoint, shapes_root, tiny_bert, trained_runs):
+    return {"sam": tiny_sam_checkpoint, "shapes": shapes_root, "bert": tiny_bert,
+            "shallow": trained_runs["shallow"][1]}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_damaged_last_ckpt_stops_naming_it_and_the_newest_intact_one(damage, fx, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "run" / "checkpoints"
+    folder.mkdir(parents=True)
+    good = fx["shallow"].read_bytes()
+    intact = folder / "step-2.ckpt"
+    if damage != "empty":  # an older checkpoint of this configuration that reads
+        intact.write_bytes(good)
+        os.utime(intact, (1, 1))
+    last = folder / "last.ckpt"
+    last.write_bytes(DAMAGE[damage](good))
+    code, lines, err = run_cli("fit", "demo/shallow_fusion", fx, tmp_path / "run", "--ckpt_path=last", capsys=capsys)
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err[-2000:]
+    assert str(last) in lines[0] and "no last.ckpt" not in err  # never a silent start from step 0
+    if damage == "empty":
+        assert "is empty (0 bytes)" in lines[0] and "there is no intact checkpoint of this configuration" in lines[0]
+    else:
+        assert f"the newest intact checkpoint of this configuration is {intact}" in lines[0]
+    assert last.read_bytes() == DAMAGE[damage](good)  # left as it was, for the user to look at
+
+
+@pytest.mark.parametrize("bad", ["missing", "truncated", "random", "runs_code"])
+def test_unreadable_ckpt_path_is_one_line(bad, fx, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / f"{bad}.ckpt"
+    if bad == "runs_code":
+        torch.save({"state_dict": {}, "payload": RunsCode()}, path)
+    elif bad != "missing":
+        path.write_bytes(DAMAGE[bad](fx["shallow"].read_bytes()))
+    code, lines, err = run_cli("test", "demo/shallow_fusion", fx, tmp_path / "run", f"--ckpt_path={path}",
+                               capsys=capsys)
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err[-2000:]
+    assert str(path) in lines[0]
+    assert "weights_only" not in err  # torch's advice to load unsafely is not relayed
+    assert not (tmp_path / "ran_code").exists()
+    if bad == "runs_code":
+        assert "could run code" in lines[0]
+
+
+@pytest.mark.parametrize("verb, experiment", [("fit", "demo/decoder_only"), ("test", "demo/ldit")])
+def test_ckpt_path_of_another_experiment_stops_listing_the_differences(verb, experiment, fx, tmp_path, monkeypatch,
+                                                                      capsys):
+    monkeypatch.chdir(tmp_path)
+    code, lines, err = run_cli(verb, experiment, fx, tmp_path / "run", f"--ckpt_path={fx['shallow']}", capsys=capsys)
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err[-2000:]
+    ours = "decoder_only" if experiment == "demo/decoder_only" else "dit"
+    assert str(fx["shallow"]) in lines[0]
+    assert f"model.method: ours '{ours}', the checkpoint's 'shallow_fusion'" in lines[0]
+    assert "model.method_options" in lines[0]
+
+
+def test_ckpt_path_with_other_evaluation_settings_is_accepted(fx, tmp_path, monkeypatch, capsys):
+    """Evaluation settings (threshold, prompts, metrics) and where files live may differ at test time."""
+    monkeypatch.chdir(tmp_path)
+    main(["test", *configs("demo/shallow_fusion"), *tiny_overrides(fx["sam"], fx["shapes"], fx["bert"]),
+          "--trainer.logger=false", f"--trainer.default_root_dir={tmp_path}", f"--ckpt_path={fx['shallow']}",
+          "--model.threshold=0.35", "--data.init_args.num_workers=1"])
+    assert (tmp_path / "test_metrics.json").is_file()

@@ -22,7 +22,8 @@ HOSTILE_DATA = {"hflip": True, "color_jitter": True, "box_jitter": 0.1}
 
 
 def resume_config(tmp_path: Path, kill: dict | None, *, steps: int = MAX_STEPS, every: int = EVERY,
-                  method_options: dict | None = None, log: Path | None = None, name: str = "") -> str:
+                  method_options: dict | None = None, data: dict | None = None, log: Path | None = None,
+                  name: str = "") -> str:
     """Trainer settings of the resume tests: last.ckpt every `every` steps, optionally a self-kill callback and
     a log of every step's loss."""
     callbacks = [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
@@ -39,7 +40,7 @@ def resume_config(tmp_path: Path, kill: dict | None, *, steps: int = MAX_STEPS, 
         # decay changes every update, so the update count must survive the resume), lr warm-up + cosine
         "model": {**HOSTILE_MODEL, "method_options": method_options or {"dropout": 0.2}},
         # per-sample randomness in the data: random sentence, flip with left/right swap, colour jitter, box jitter
-        "data": {"init_args": HOSTILE_DATA},
+        "data": {"init_args": data or HOSTILE_DATA},
     }
     path = tmp_path / f"resume{name}_{kill['when'] if kill else 'plain'}{log.stem if log else ''}.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -109,11 +110,13 @@ def test_sigkill_at_three_points_then_resume_is_bit_identical(tiny_sam_checkpoin
 # embedding caches encoded one item per call: the first resumed step's gradients differed in the last bits
 # (a string padded next to a longer one, an image encoded in another batch), losses from ~7-26 steps after the
 # resume, and after 300 steps the weights by up to 3e-3 (no cache) and 8.5e-3 (cache).
+KEYED_DATA = {**HOSTILE_DATA, "color_jitter": False}  # random pixels are never cached: no jitter where it is on
 CONFIGS = {
-    "shallow_fusion_cached": ("demo/shallow_fusion", ["--model.embedding_cache_mb=64"], {"dropout": 0.2}),
-    "shallow_fusion_uncached": ("demo/shallow_fusion", ["--model.embedding_cache_mb=0"], {"dropout": 0.2}),
+    "shallow_fusion_cached": ("demo/shallow_fusion", ["--model.embedding_cache_mb=64"], {"dropout": 0.2}, KEYED_DATA),
+    "shallow_fusion_uncached": ("demo/shallow_fusion", ["--model.embedding_cache_mb=0"], {"dropout": 0.2},
+                                HOSTILE_DATA),
     # text inside the encoder: it trains through the whole ViT
-    "ldit": ("demo/ldit", [], {"mode": "layerwise", "attention": "global", "token_dropout": 0.1}),
+    "ldit": ("demo/ldit", [], {"mode": "layerwise", "attention": "global", "token_dropout": 0.1}, HOSTILE_DATA),
 }
 LONG_STEPS, LONG_EVERY, KILL_STEP = 200, 50, 130  # 24 samples, batch 2: 16 epochs; resumed from step 100
 
@@ -121,10 +124,11 @@ LONG_STEPS, LONG_EVERY, KILL_STEP = 200, 50, 130  # 24 samples, batch 2: 16 epoc
 @pytest.mark.parametrize("name", CONFIGS)
 def test_sigkill_then_resume_repeats_every_step_over_hundreds_of_steps(name, tiny_sam_checkpoint, shapes_root,
                                                                        tiny_bert, tmp_path):
-    experiment, extra, method_options = CONFIGS[name]
+    experiment, extra, method_options, data = CONFIGS[name]
     args = [*configs(experiment), *tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert, steps=LONG_STEPS),
             "--trainer.limit_val_batches=1", *extra]
-    settings = {"steps": LONG_STEPS, "every": LONG_EVERY, "method_options": method_options, "name": name}
+    settings = {"steps": LONG_STEPS, "every": LONG_EVERY, "method_options": method_options, "data": data,
+                "name": name}
     want_log, got_log = tmp_path / "reference.jsonl", tmp_path / "resumed.jsonl"
     reference = fit(args, tmp_path / "reference", resume_config(tmp_path, None, log=want_log, **settings),
                     wait=False)
@@ -136,6 +140,8 @@ def test_sigkill_then_resume_repeats_every_step_over_hundreds_of_steps(name, tin
     code, err = fit(args, out, resume_config(tmp_path, None, log=got_log, **settings), "--ckpt_path=last")
     assert code == 0, err[-2000:]
     assert "resuming from" in err
+    if "cached" in name:  # the embedding cache is on and its entries are reused (flipped or not)
+        assert ("training images cached per view" in err) == (name == "shallow_fusion_cached")
     _, ref_err = reference.communicate(timeout=600)
     assert reference.returncode == 0, ref_err[-2000:]
 
