@@ -61,8 +61,8 @@ class AppModel:
 
     @classmethod
     def from_checkpoint(cls, path: Path, name: str, sam_checkpoint: str | None = None,
-                        device: str = "cpu") -> "AppModel":
-        return cls(name, SamAdaptPredictor.from_checkpoint(path, sam_checkpoint, device=device),
+                        device: str = "cpu", precision: str = "auto") -> "AppModel":
+        return cls(name, SamAdaptPredictor.from_checkpoint(path, sam_checkpoint, device=device, precision=precision),
                    read_test_score(path))
 
     @property
@@ -79,7 +79,7 @@ class AppModel:
         return {"name": self.name, "label": self.label, "method": method_label(self.predictor.module.hparams),
                 "trained_prompts": self.trained, "trained": describe(self.trained),
                 "uses_text": self.predictor.uses_text, "reuses_image_embedding": self.reuses_image_embedding,
-                "description": description, "test": self.test_score}
+                "description": description, "test": self.test_score, "precision": self.predictor.precision}
 
     def refusal(self, prompts: Prompts) -> str | None:
         """A plain sentence when this adapter was not trained for these prompts, else None."""

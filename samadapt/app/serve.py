@@ -1,4 +1,5 @@
 """`samadapt serve --ckpt RUN.ckpt [--ckpt OTHER.ckpt ...] [--port 7860] [--host 127.0.0.1] [--examples DIR]`
+[--precision auto|bf16|fp32]
 or `samadapt serve --demo runs/demo`: every demo method's newest checkpoint, the demo's images as examples.
 
 A local web page to compare trained adapters: choose the runs (two by default; the list gives each run's method,
@@ -14,6 +15,7 @@ import torch
 from samadapt.app.adapter import AppModel
 from samadapt.app.server import App, make_server
 from samadapt.errors import SamAdaptError
+from samadapt.inference.precision import PRECISIONS
 from samadapt.inference.segment import IMAGE_SUFFIXES
 
 DEMO_FOLDER = Path("runs/demo")  # `make demo` writes here
@@ -57,12 +59,13 @@ def run_name(checkpoint: Path) -> str:
     return checkpoint.stem
 
 
-def load_models(checkpoints: list[Path], sam_checkpoint: str | None, device: str) -> list[AppModel]:
+def load_models(checkpoints: list[Path], sam_checkpoint: str | None, device: str,
+                precision: str = "auto") -> list[AppModel]:
     """One model per checkpoint, named by its run (numbered when two share a name)."""
     names = [run_name(path) for path in checkpoints]
     names = [f"{name} #{i + 1}" if names.count(name) > 1 else name for i, name in enumerate(names)]
-    return [AppModel.from_checkpoint(path, name, sam_checkpoint, device) for path, name in zip(checkpoints, names,
-                                                                                                strict=True)]
+    return [AppModel.from_checkpoint(path, name, sam_checkpoint, device, precision)
+            for path, name in zip(checkpoints, names, strict=True)]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -77,13 +80,15 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"a folder of example images (default: <demo folder>/{DEMO_IMAGES} when it exists)")
     parser.add_argument("--sam-checkpoint", default=None, help="the base SAM, if not at the path used in training")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="bf16 or fp32 (default auto: bf16 where the device computes it natively)")
     args = parser.parse_args(argv)
 
     if not args.ckpt and args.demo is None:
         parser.error("give --ckpt RUN.ckpt (repeat for side by side) or --demo DIR")
     checkpoints = args.ckpt + (demo_checkpoints(args.demo) if args.demo is not None else [])
     examples = example_images(args.examples, args.demo)
-    models = load_models(checkpoints, args.sam_checkpoint, args.device)
+    models = load_models(checkpoints, args.sam_checkpoint, args.device, args.precision)
     try:
         server = make_server(App(models, examples), args.host, args.port)
     except OSError as err:
@@ -93,7 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.host not in LOOPBACK:
         print(f"samadapt serve: listening on {args.host}: anyone who can reach this machine can use the page")
     print(f"samadapt serve: http://{'127.0.0.1' if args.host in LOOPBACK else host}:{port}/ "
-          f"({', '.join(m.name for m in models)}; Ctrl+C stops)", flush=True)
+          f"({', '.join(m.name for m in models)}; {models[0].predictor.precision} on {args.device}; Ctrl+C stops)",
+          flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

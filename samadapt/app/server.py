@@ -1,7 +1,7 @@
 """The web app's HTTP side, on the standard library: one page, a JSON API, images and masks kept in memory.
 
 GET  /                      the page (page.html)
-GET  /api/info              the runs (method, trained prompts, description, test score) and example names
+GET  /api/info              the runs (method, trained prompts, description, test score, precision) and example names
 GET  /examples/<name>       an example image
 POST /api/image[?run=A&run=B]  an image's bytes -> {"image_id", "width", "height"}; the named runs (default:
                             all) prepare it at once, the others when they first segment it

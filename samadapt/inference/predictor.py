@@ -18,6 +18,10 @@ centred as DIT), and prompts and the crop of the logits follow.
 When the method leaves the image encoder frozen and unconditioned (`reuses_image_embedding`), the image is
 encoded once in `set_image` and every prompt reuses that embedding, as SAM's own predictor does; methods that
 put text inside the encoder (DIT) encode the image again for each prediction, with that prediction's text.
+
+`precision` ("auto" default, "bf16", "fp32"; samadapt/inference/precision.py) runs the image encoding and the
+prompt decoding under bfloat16 autocast when bf16; `.precision` says which was chosen. Masks, scores and
+logits come back as float32 either way, and the run's threshold applies to the float32 logits.
 """
 
 from dataclasses import dataclass
@@ -31,6 +35,7 @@ from data_modules.pipeline.images import LoadReport, read_rgb
 from data_modules.pipeline.transforms import content_box, letterbox_image
 from samadapt.errors import MissingFileError, SamAdaptError
 from samadapt.evaluation.protocol import binarize
+from samadapt.inference.precision import inference_autocast, resolve_precision
 from samadapt.model import parse_prompt_kinds
 from samadapt.sam.preprocess import boxes_to_input, coords_to_input, to_original
 from samadapt.sam.prompt_checks import check_finite
@@ -132,10 +137,11 @@ def check_prompts(hw: tuple[int, int], points=None, point_labels=None, boxes=Non
 
 
 class SamAdaptPredictor:
-    def __init__(self, module: SamAdaptModule, device: str | torch.device = "cpu") -> None:
+    def __init__(self, module: SamAdaptModule, device: str | torch.device = "cpu", precision: str = "auto") -> None:
         self.module = module.eval().to(device)
         self.model = module.model
         self.device = torch.device(device)
+        self.precision = resolve_precision(precision, self.device)  # "bf16" or "fp32", never "auto"
         self.threshold = float(module.hparams.threshold)
         self.threshold_on = str(module.hparams.get("threshold_on", "probs"))
         self.image_size = self.model.image_size
@@ -148,26 +154,26 @@ class SamAdaptPredictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, sam_checkpoint: str | None = None, text_options: dict | None = None,
-                        device: str | torch.device = "cpu") -> "SamAdaptPredictor":
-        return cls(load_module(path, sam_checkpoint, text_options, device), device)
+                        device: str | torch.device = "cpu", precision: str = "auto") -> "SamAdaptPredictor":
+        return cls(load_module(path, sam_checkpoint, text_options, device), device, precision)
 
     @classmethod
     def from_export(cls, folder: str | Path, sam_checkpoint: str, text_options: dict | None = None,
-                    device: str | torch.device = "cpu") -> "SamAdaptPredictor":
+                    device: str | torch.device = "cpu", precision: str = "auto") -> "SamAdaptPredictor":
         """From `samadapt export` output: the base SAM checkpoint plus that folder, nothing else."""
         from samadapt.inference.export import load_export
 
-        return cls(load_export(folder, sam_checkpoint, text_options), device)
+        return cls(load_export(folder, sam_checkpoint, text_options), device, precision)
 
     @classmethod
     def from_pretrained(cls, path_or_repo_id: str | Path, sam_checkpoint: str | Path | None = None,
                         text_options: dict | None = None, device: str | torch.device = "cpu",
-                        revision: str | None = None) -> "SamAdaptPredictor":
+                        revision: str | None = None, precision: str = "auto") -> "SamAdaptPredictor":
         """From an export folder or a Hugging Face Hub repository holding one (fetched with huggingface_hub);
         `sam_checkpoint` defaults to checkpoints/<the base SAM file name the adapter records>."""
         from samadapt.inference.export import load_pretrained
 
-        return cls(load_pretrained(path_or_repo_id, sam_checkpoint, text_options, revision), device)
+        return cls(load_pretrained(path_or_repo_id, sam_checkpoint, text_options, revision), device, precision)
 
     # ---- what this adapter accepts ------------------------------------------------------------
     @property
@@ -196,7 +202,8 @@ class SamAdaptPredictor:
         self.original_image, self._orig_hw = rgb, (h, w)
         self._embedding = None
         if self.reuses_image_embedding:
-            self._embedding = self.model.method.encode(self.model.sam, self._image, None)
+            with self._autocast():
+                self._embedding = self.model.method.encode(self.model.sam, self._image, None).float()
 
     def _check_text(self, text) -> None:
         if not str(text).strip():
@@ -327,6 +334,9 @@ class SamAdaptPredictor:
         return SamAutomaticMaskGenerator(self.model.sam, **options)
 
     # ---- decoding --------------------------------------------------------------------------------
+    def _autocast(self):
+        return inference_autocast(self.device, self.precision)
+
     def _require_image(self) -> None:
         if self._image is None:
             raise SamAdaptError("no image: call set_image(image) first or pass image=")
@@ -344,7 +354,13 @@ class SamAdaptPredictor:
 
     def _decode(self, batch: dict, kinds: frozenset[str], masks: torch.Tensor | None, multimask_output: bool
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Low-res logits (B,C,4h,4w) and scores (B,C) of the batch's prompt sets on the image set last."""
+        """Low-res logits (B,C,4h,4w) and scores (B,C), float32, of the batch's prompt sets on the image set last."""
+        with self._autocast():
+            low_res, iou = self._decode_prompts(batch, kinds, masks, multimask_output)
+        return low_res.float(), iou.float()
+
+    def _decode_prompts(self, batch: dict, kinds: frozenset[str], masks: torch.Tensor | None,
+                        multimask_output: bool) -> tuple[torch.Tensor, torch.Tensor]:
         count = len(batch["text"])
         features = self.model.encode_text(batch["text"]) if "text" in kinds else None
         embedding = self._embedding

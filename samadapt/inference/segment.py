@@ -1,8 +1,10 @@
 """`samadapt segment --ckpt RUN.ckpt --image PATH|DIR [--text ...] [--point x,y ...] [--box x0,y0,x1,y1] --out DIR`
+[--precision auto|bf16|fp32]
 
 For every image: <stem>_mask.png (0 / 255 at the image's size) and <stem>_overlay.png (the mask tinted over the
-image, points and box drawn), plus segment.json with each image's files and predicted IoU score. Prompts are
-in pixels of each image; all images and prompts are checked before anything is written.
+image, points and box drawn), plus segment.json with each image's files and predicted IoU score and the
+precision used (auto: bf16 where the device computes it natively). Prompts are in pixels of each image; all
+images and prompts are checked before anything is written.
 """
 
 import argparse
@@ -15,6 +17,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from samadapt.errors import MissingFileError, SamAdaptError
+from samadapt.inference.precision import PRECISIONS
 from samadapt.inference.predictor import SamAdaptPredictor, check_prompts
 from samadapt.io import atomic_write, atomic_write_json, output_folder
 from samadapt.training.prediction_panel import draw_prompts
@@ -101,6 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threshold", type=float, default=None, help="probability cut (default: the run's)")
     parser.add_argument("--sam-checkpoint", default=None, help="the base SAM, if not at the path used in training")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="bf16 or fp32 (default auto: bf16 where the device computes it natively)")
     args = parser.parse_args(argv)
 
     points = [parse_numbers(p, 2, "--point") for p in args.point] + [
@@ -114,7 +119,8 @@ def main(argv: list[str] | None = None) -> None:
         except SamAdaptError as err:
             raise SamAdaptError(f"{path}: {err}") from err
 
-    predictor = SamAdaptPredictor.from_checkpoint(args.ckpt, args.sam_checkpoint, device=args.device)
+    predictor = SamAdaptPredictor.from_checkpoint(args.ckpt, args.sam_checkpoint, device=args.device,
+                                                  precision=args.precision)
     kinds = frozenset(k for k, given in (("points", points), ("box", boxes)) if given)
     records = {}
     for path in progress(files, f"segmenting {len(files)} images"):
@@ -130,5 +136,6 @@ def main(argv: list[str] | None = None) -> None:
         records[str(path)] = {"mask": mask_path.name, "overlay": overlay_path.name,
                               "score": json_number(result.scores[0]), "foreground_fraction": float(mask.mean())}
     atomic_write_json({"checkpoint": str(args.ckpt), "text": args.text, "points": points, "point_labels": labels,
-                       "box": boxes[0] if boxes else None, "images": records}, args.out / "segment.json")
-    print(json.dumps({"images": len(records), "out": str(args.out)}))
+                       "box": boxes[0] if boxes else None, "precision": predictor.precision, "images": records},
+                      args.out / "segment.json")
+    print(json.dumps({"images": len(records), "out": str(args.out), "precision": predictor.precision}))

@@ -31,7 +31,7 @@ def app_runs(trained_runs, tmp_path_factory, tiny_sam_checkpoint, shapes_root, t
 @pytest.fixture(scope="package")
 def served(app_runs, shapes_root):
     """(base URL, App) of a server running in a thread for the package's tests."""
-    models = load_models([app_runs[name][1] for name in SERVED], None, "cpu")
+    models = load_models([app_runs[name][1] for name in SERVED], None, "cpu", "fp32")
     app = App(models, example_images(shapes_root))
     server = make_server(app, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

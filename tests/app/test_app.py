@@ -95,3 +95,25 @@ def fake_model(trained: list[str], uses_text: bool) -> AppModel:
 def test_prompts_not_trained_with_are_refused(trained, uses_text, prompts, refused):
     answer = fake_model(trained, uses_text).refusal(prompts)
     assert answer == refused if refused is None else refused in answer
+
+
+def test_serve_states_its_precision_at_start_and_in_info(served, app_runs, monkeypatch, capsys):
+    url, _ = served
+    with urllib.request.urlopen(f"{url}/api/info", timeout=30) as response:
+        info = json.loads(response.read())
+    assert [m["precision"] for m in info["models"]] == ["fp32"] * len(info["models"])
+
+    from samadapt.app import serve
+
+    class StoppedServer:  # make_server's stand-in: started, then stopped at once as Ctrl+C would
+        server_address = ("127.0.0.1", 1234)
+
+        def serve_forever(self):
+            raise KeyboardInterrupt
+
+        def server_close(self):
+            pass
+
+    monkeypatch.setattr(serve, "make_server", lambda *args: StoppedServer())
+    serve.main(["--ckpt", str(app_runs["shallow"][1]), "--precision", "bf16", "--device", "cpu"])
+    assert "bf16 on cpu" in capsys.readouterr().out

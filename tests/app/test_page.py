@@ -49,7 +49,7 @@ def chromium_driver(profile: Path):
 
 
 def expected_mask(ckpt: Path, image: Path, **prompts) -> np.ndarray:
-    return SamAdaptPredictor.from_checkpoint(ckpt).predict(image=image, **prompts).masks[0]
+    return SamAdaptPredictor.from_checkpoint(ckpt, precision="fp32").predict(image=image, **prompts).masks[0]
 
 
 def fetch_png(url: str) -> np.ndarray:

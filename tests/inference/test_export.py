@@ -29,7 +29,7 @@ def test_export_then_load_gives_identical_outputs(run, trained_runs, tiny_sam_ch
     ckpt = tmp_path / "run.ckpt"
     shutil.copy(trained_runs[run][1], ckpt)
     main(["export", "--ckpt", str(ckpt), "--out", str(tmp_path / "adapter")])
-    reference = SamAdaptPredictor.from_checkpoint(ckpt)
+    reference = SamAdaptPredictor.from_checkpoint(ckpt, precision="fp32")
     ckpt.unlink()  # loading needs the base SAM checkpoint and the export folder only
 
     files = sorted(p.name for p in (tmp_path / "adapter").iterdir())
@@ -42,7 +42,8 @@ def test_export_then_load_gives_identical_outputs(run, trained_runs, tiny_sam_ch
     assert sum(w.numel() for w in weights.values()) == config["trainable_params"] == \
         reference.module.parameter_counts()["trainable_params"]
 
-    loaded = SamAdaptPredictor.from_pretrained(tmp_path / "adapter", sam_checkpoint=tiny_sam_checkpoint)
+    loaded = SamAdaptPredictor.from_pretrained(tmp_path / "adapter", sam_checkpoint=tiny_sam_checkpoint,
+                                               precision="fp32")
     image = demo_image(shapes_root)
     for got, want in zip(predictions(loaded, image), predictions(reference, image), strict=True):
         np.testing.assert_array_equal(got, want)
@@ -58,9 +59,10 @@ def test_ema_weights_are_what_inference_and_export_use(trained_runs, tiny_sam_ch
     main(["export", "--ckpt", str(tmp_path / "ema.ckpt"), "--out", str(tmp_path / "adapter")])
 
     image = demo_image(shapes_root)
-    with_ema = predictions(SamAdaptPredictor.from_checkpoint(tmp_path / "ema.ckpt"), image)
-    exported = predictions(SamAdaptPredictor.from_export(tmp_path / "adapter", tiny_sam_checkpoint), image)
-    plain = predictions(SamAdaptPredictor.from_checkpoint(trained_runs["shallow"][1]), image)
+    with_ema = predictions(SamAdaptPredictor.from_checkpoint(tmp_path / "ema.ckpt", precision="fp32"), image)
+    exported = predictions(SamAdaptPredictor.from_export(tmp_path / "adapter", tiny_sam_checkpoint,
+                                                         precision="fp32"), image)
+    plain = predictions(SamAdaptPredictor.from_checkpoint(trained_runs["shallow"][1], precision="fp32"), image)
     for a, b, c in zip(with_ema, exported, plain, strict=True):
         np.testing.assert_array_equal(a, b)
         assert not np.allclose(a, c)
@@ -107,8 +109,8 @@ def test_folders_exported_before_still_load(trained_runs, tiny_sam_checkpoint, s
     (tmp_path / "old" / "samadapt_config.json").rename(tmp_path / "old" / "adapter_config.json")  # the old name
     (tmp_path / "old" / "README.md").unlink()
     image = demo_image(shapes_root)
-    old = predictions(SamAdaptPredictor.from_export(tmp_path / "old", tiny_sam_checkpoint), image)
-    now = predictions(SamAdaptPredictor.from_checkpoint(trained_runs["shallow"][1]), image)
+    old = predictions(SamAdaptPredictor.from_export(tmp_path / "old", tiny_sam_checkpoint, precision="fp32"), image)
+    now = predictions(SamAdaptPredictor.from_checkpoint(trained_runs["shallow"][1], precision="fp32"), image)
     for a, b in zip(old, now, strict=True):
         np.testing.assert_array_equal(a, b)
 
@@ -132,4 +134,4 @@ def test_from_pretrained_finds_the_base_sam_by_its_recorded_name(trained_runs, t
         SamAdaptPredictor.from_pretrained(tmp_path / "adapter")
     (tmp_path / "checkpoints").mkdir()
     shutil.copy(tiny_sam_checkpoint, tmp_path / "checkpoints" / "tiny_sam.pth")
-    assert SamAdaptPredictor.from_pretrained("adapter").uses_text
+    assert SamAdaptPredictor.from_pretrained("adapter", precision="fp32").uses_text

@@ -57,7 +57,7 @@ def test_merged_checkpoint_gives_samadapts_masks_through_SamPredictor(run, merge
     image = demo_image(shapes_root)
     theirs = official_predictor(merged)
     theirs.set_image(np.asarray(Image.open(image).convert("RGB")))
-    ours = SamAdaptPredictor.from_checkpoint(mergeable_runs[run])
+    ours = SamAdaptPredictor.from_checkpoint(mergeable_runs[run], precision="fp32")
     ours.set_image(image)
     for name, prompt in PROMPTS.items():
         points = None if "points" not in prompt else np.array(prompt["points"], dtype=float)
@@ -129,6 +129,6 @@ def test_automatic_masks_equal_segment_anythings_generator_on_the_merged_sam(run
 
 
 def test_automatic_masks_are_refused_for_runs_that_are_not_sam(trained_runs):
-    predictor = SamAdaptPredictor.from_checkpoint(trained_runs["shallow"][1])
+    predictor = SamAdaptPredictor.from_checkpoint(trained_runs["shallow"][1], precision="fp32")
     with pytest.raises(SamAdaptError, match="automatic masks need a run whose result is SAM itself"):
         predictor.automatic_mask_generator()

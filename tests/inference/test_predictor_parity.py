@@ -20,7 +20,7 @@ BOXES = np.array([(150.0, 90.0, 420.0, 280.0), (60.0, 40.0, 200.0, 160.0)])
 
 
 def predictors(setup) -> tuple[SamAdaptPredictor, SamPredictor]:  # noqa: F811
-    ours = SamAdaptPredictor(setup["module"])
+    ours = SamAdaptPredictor(setup["module"], precision="fp32")
     ours.set_image(setup["folder"] / "photo.jpg")
     theirs = SamPredictor(setup["official"])
     theirs.set_image(setup["rgb"])
@@ -99,7 +99,7 @@ def test_text_methods_take_multimask_and_mask_input(setup, tmp_path):  # noqa: F
     module = SamAdaptModule(method="shallow_fusion", sam_variant="small_1024", sam_checkpoint=str(setup["sam_path"]),
                             text_encoder="bert", text_options={"name_or_path": bert}, threshold=0.0,
                             threshold_on="logits")
-    ours = SamAdaptPredictor(module)
+    ours = SamAdaptPredictor(module, precision="fp32")
     ours.set_image(setup["folder"] / "photo.jpg")
     first = ours.predict(text="the red circle", multimask_output=True)
     assert first.masks.shape == (3, *IMAGE_HW) and first.scores.shape == (3,)
@@ -111,7 +111,7 @@ def test_text_methods_take_multimask_and_mask_input(setup, tmp_path):  # noqa: F
     assert np.abs(second.logits - plain.logits).max() > 1e-3, "the mask prompt changes the result"
 
     lora = SamAdaptPredictor(SamAdaptModule(method="lora", sam_variant="small_1024",
-                                            sam_checkpoint=str(setup["sam_path"])))
+                                            sam_checkpoint=str(setup["sam_path"])), precision="fp32")
     lora.set_image(setup["folder"] / "photo.jpg")
     with pytest.raises(SamAdaptError, match="no one image embedding"):
         lora.get_image_embedding()

@@ -62,7 +62,7 @@ def test_segment_writes_the_modules_own_masks(case, run, trained_runs, shapes_ro
     expected = module_probs(ckpt, image, prompts.get("text"), prompts.get("points", ()), prompts.get("box"))
     threshold = float(np.median(expected))  # half the pixels on: a mask with something to get wrong
     main(["segment", "--ckpt", str(ckpt), "--image", str(image), "--out", str(tmp_path / "out"),
-          "--threshold", repr(threshold), *segment_args(prompts)])
+          "--threshold", repr(threshold), "--precision", "fp32", *segment_args(prompts)])
 
     mask = np.asarray(Image.open(tmp_path / "out" / f"{image.stem}_mask.png"))
     assert mask.shape == (120, 160) and set(np.unique(mask)) <= {0, 255}
@@ -81,7 +81,7 @@ def count_encoder_calls(predictor: SamAdaptPredictor) -> list[int]:
 
 
 def test_predictor_reuses_the_image_embedding_when_the_encoder_ignores_text(trained_runs, shapes_root):
-    predictor = SamAdaptPredictor.from_checkpoint(trained_runs["shallow"][1])
+    predictor = SamAdaptPredictor.from_checkpoint(trained_runs["shallow"][1], precision="fp32")
     assert predictor.reuses_image_embedding and predictor.uses_text
     calls = count_encoder_calls(predictor)
     predictor.set_image(demo_image(shapes_root))
@@ -95,7 +95,7 @@ def test_predictor_reuses_the_image_embedding_when_the_encoder_ignores_text(trai
 
 
 def test_predictor_reencodes_per_text_when_the_encoder_reads_it(trained_runs, shapes_root):
-    predictor = SamAdaptPredictor.from_checkpoint(trained_runs["ldit"][1])
+    predictor = SamAdaptPredictor.from_checkpoint(trained_runs["ldit"][1], precision="fp32")
     assert not predictor.reuses_image_embedding
     calls = count_encoder_calls(predictor)
     predictor.set_image(demo_image(shapes_root))
@@ -105,7 +105,7 @@ def test_predictor_reencodes_per_text_when_the_encoder_reads_it(trained_runs, sh
 
 
 def test_predictor_one_mask_per_box(trained_runs, shapes_root):
-    predictor = SamAdaptPredictor.from_checkpoint(trained_runs["shallow"][1])
+    predictor = SamAdaptPredictor.from_checkpoint(trained_runs["shallow"][1], precision="fp32")
     image = demo_image(shapes_root)
     both = predictor.predict(image, boxes=[[20, 30, 90, 100], [0, 0, 159, 119]])
     assert both.masks.shape == (2, 120, 160)
@@ -135,7 +135,7 @@ def test_nan_or_infinite_prompts_are_refused_by_the_predictor(trained_runs, shap
     """SAM would give an empty mask and a NaN score for them, without a word."""
     from samadapt.errors import SamAdaptError
 
-    predictor = SamAdaptPredictor.from_checkpoint(trained_runs["shallow"][1])
+    predictor = SamAdaptPredictor.from_checkpoint(trained_runs["shallow"][1], precision="fp32")
     predictor.set_image(demo_image(shapes_root))
     with pytest.raises(SamAdaptError, match=r"point \(nan, 70\) holds nan: prompts must be finite"):
         predictor.predict(points=[(40, 70), (float("nan"), 70)])
@@ -180,12 +180,12 @@ def test_segment_folder(trained_runs, shapes_root, tmp_path):
 def test_text_on_a_text_blind_adapter_is_refused(trained_runs, shapes_root):
     from samadapt.errors import SamAdaptError
 
-    predictor = SamAdaptPredictor.from_checkpoint(trained_runs["shallow"][1])
+    predictor = SamAdaptPredictor.from_checkpoint(trained_runs["shallow"][1], precision="fp32")
     predictor.set_image(demo_image(shapes_root))
     with pytest.raises(SamAdaptError, match="empty"):
         predictor.predict(text="  ")
     with pytest.raises(SamAdaptError, match="no image"):
-        SamAdaptPredictor(predictor.module).predict(text="the red circle")
+        SamAdaptPredictor(predictor.module, precision="fp32").predict(text="the red circle")
 
 
 def test_unreadable_checkpoint_or_missing_base_sam_is_one_clear_message(trained_runs, tmp_path):

@@ -129,7 +129,7 @@ def agreement(ours_logits: np.ndarray, theirs_logits: np.ndarray) -> tuple[float
 def test_predictor_gives_samPredictors_masks_from_the_image_file(setup, name):
     prompt = PROMPTS[name]
     theirs = official_logits(setup, prompt)
-    predictor = SamAdaptPredictor(setup["module"])
+    predictor = SamAdaptPredictor(setup["module"], precision="fp32")
     result = predictor.predict(image=setup["folder"] / "photo.jpg", points=prompt["points"],
                                point_labels=prompt["labels"], boxes=prompt["box"])
     assert result.logits.shape == (1, *IMAGE_HW)
@@ -143,7 +143,7 @@ def test_segment_command_writes_samPredictors_mask(setup, tmp_path):
     prompt = PROMPTS["points+box"]
     out = tmp_path / "out"
     args = ["segment", "--ckpt", str(setup["ckpt"]), "--image", str(setup["folder"] / "photo.jpg"), "--out", str(out),
-            "--box", ",".join(f"{v:g}" for v in prompt["box"])]
+            "--box", ",".join(f"{v:g}" for v in prompt["box"]), "--precision", "fp32"]
     for x, y in prompt["points"]:
         args += ["--point", f"{x:g},{y:g}"]
     main(args)
@@ -199,7 +199,7 @@ def test_vit_b_predictor_matches_samPredictor(tmp_path):
     torch.save(official.state_dict(), sam_path)
     rgb = write_image(tmp_path / "photo.jpg")
     module = SamAdaptModule(method="decoder_only", sam_variant="vit_b", sam_checkpoint=str(sam_path))
-    predictor = SamAdaptPredictor(module)
+    predictor = SamAdaptPredictor(module, precision="fp32")
     predictor.set_image(tmp_path / "photo.jpg")
     theirs_predictor = SamPredictor(official)
     theirs_predictor.set_image(rgb)
@@ -220,7 +220,7 @@ def test_exported_adapter_keeps_the_threshold_rule(setup, tmp_path):
     main(["export", "--ckpt", str(setup["ckpt"]), "--out", str(tmp_path / "adapter")])
     config = json.loads((tmp_path / "adapter" / "samadapt_config.json").read_text())
     assert config["module"]["threshold"] == 0.0 and config["module"]["threshold_on"] == "logits"
-    predictor = SamAdaptPredictor.from_export(tmp_path / "adapter", sam_checkpoint=setup["sam_path"])
+    predictor = SamAdaptPredictor.from_export(tmp_path / "adapter", sam_checkpoint=setup["sam_path"], precision="fp32")
     prompt = PROMPTS["box"]
     result = predictor.predict(image=setup["folder"] / "photo.jpg", boxes=prompt["box"])
     np.testing.assert_array_equal(result.masks[0], official_logits(setup, prompt) > 0)
@@ -232,7 +232,7 @@ def test_a_centre_letterboxed_run_predicts_what_its_evaluation_gives(setup, tmp_
     module = SamAdaptModule(method="decoder_only", sam_variant="small_1024", sam_checkpoint=str(setup["sam_path"]),
                             letterbox="center", eval_prompts=["box"], threshold=0.0, threshold_on="logits")
     save_adapter_checkpoint(module, tmp_path / "centre.ckpt")
-    predictor = SamAdaptPredictor.from_checkpoint(tmp_path / "centre.ckpt")
+    predictor = SamAdaptPredictor.from_checkpoint(tmp_path / "centre.ckpt", precision="fp32")
     assert predictor.letterbox == "center"  # from the checkpoint's hyperparameters
     root = photo_folder(tmp_path / "folder", setup)
     data = FolderDataModule(root=str(root), image_size=1024, box_jitter=0.0, eval_batch_size=1, letterbox="center")
@@ -252,7 +252,7 @@ def test_a_centre_letterboxed_run_predicts_what_its_evaluation_gives(setup, tmp_
     top_left = official_logits(setup, {"points": None, "labels": None, "box": tuple(box)})
     assert agreement(result.logits[0], top_left)[1] > 1e-2  # the placement does change what the encoder sees
     main(["export", "--ckpt", str(tmp_path / "centre.ckpt"), "--out", str(tmp_path / "adapter")])
-    exported = SamAdaptPredictor.from_export(tmp_path / "adapter", sam_checkpoint=setup["sam_path"])
+    exported = SamAdaptPredictor.from_export(tmp_path / "adapter", sam_checkpoint=setup["sam_path"], precision="fp32")
     assert exported.letterbox == "center"
     np.testing.assert_array_equal(exported.predict(image=setup["folder"] / "photo.jpg", boxes=tuple(box)).masks,
                                   result.masks)
