@@ -11,6 +11,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from samadapt.errors import SamAdaptError
 from samadapt.training.module import SamAdaptModule
+from samadapt.training.option_names import check_option_names, describe_choices
 from samadapt.training.quiet import drop_wandb_anonymous, silence_known_warnings
 from samadapt.training.resume import check_ckpt_path
 from samadapt.training.wandb_run import SaveConfigToLoggers, configure_wandb_loggers
@@ -36,6 +37,7 @@ class SamAdaptCLI(LightningCLI):
                               compute_fn=model_input_size)
         # The placement of the image in that square likewise: a checkpoint records it, the predictor follows it.
         parser.link_arguments("model.letterbox", "data.init_args.letterbox")
+        describe_choices(parser)  # method names, SAM variants, text encoders, DataModules in --help
 
     def _prepare_subcommand_parser(self, klass, subcommand: str, **kwargs):
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
@@ -57,6 +59,13 @@ class SamAdaptCLI(LightningCLI):
         drop_wandb_anonymous(self.trainer.loggers)  # before W&B starts
 
     def parse_arguments(self, parser, args) -> None:
+        argv = sys.argv[1:] if args is None else args
+        if not isinstance(argv, dict):  # a typo'd option name: one line naming the nearest valid one
+            verbs = getattr(self, "_subcommand_parsers", {})  # none when built with run=False
+            if argv and argv[0] in verbs:
+                check_option_names(verbs[argv[0]], list(argv[1:]), f"samadapt {argv[0]}")
+            elif not verbs:
+                check_option_names(parser, list(argv), "samadapt")
         super().parse_arguments(parser, args)
         if not isinstance(args, dict):
             config = self.config[self.config.subcommand] if self.config.get("subcommand") else self.config
@@ -76,6 +85,7 @@ class SamAdaptCLI(LightningCLI):
     def before_fit(self) -> None:
         """Output folders must be writable; `--ckpt_path last`: resume from this configuration's last.ckpt."""
         check_output_folders(self.trainer)
+        self.check_test_splits()
         config = self.config_init[self.subcommand]
         if config.get("ckpt_path") == "last":
             from samadapt.training.resume import find_last_checkpoint
