@@ -118,7 +118,7 @@ class EmbeddingCache:
             self.bytes -= _nbytes(old)
 
     def encode(self, keys: list[str | None], images: torch.Tensor, encode) -> torch.Tensor:
-        """Embeddings of `images` (B,3,S,S): cached rows reused, each missing image encoded on its own.
+        """Embeddings of `images` (B,3,S,S): cached rows reused, each missing image with a key encoded on its own.
 
         One image per call of `encode`: an image's embedding depends in the last bits on the batch it is encoded
         in (tiny SAM, 128 px: 1.9e-6 between batches of 1 and 3), so an entry made in a batch would depend on
@@ -126,11 +126,14 @@ class EmbeddingCache:
         one (tests/training/test_resume.py). Encoded alone, an entry is a function of its key only.
         """
         found = [self.get(k) if k is not None else None for k in keys]
+        keyless = [i for i, key in enumerate(keys) if key is None]
+        if keyless:  # random pixels (colour jitter, blur): never stored, so one call as without a cache
+            for i, value in zip(keyless, encode(images[keyless]), strict=True):
+                found[i] = value
         for i, key in enumerate(keys):
             if found[i] is None:
                 found[i] = encode(images[i : i + 1])[0]
-                if key is not None:  # random pixels (colour jitter, blur) have no key and are never stored
-                    self.put(key, found[i])
+                self.put(key, found[i])
         return torch.stack([value.to(images.device) for value in found])
 
 

@@ -169,13 +169,13 @@ class SamAdaptModel(nn.Module):
             text = TextFeatures(text.tokens, text.mask & with_text.to(text.mask.device)[:, None], text.pooled)
         if self.encodes_alone:
             with torch.no_grad():  # the encoder is frozen and unconditioned: no gradient goes there
-                def encode(one: torch.Tensor) -> torch.Tensor:
-                    return self.method.encode(self.sam, one, None)
+                def encode_each(many: torch.Tensor) -> torch.Tensor:
+                    return torch.cat([self.method.encode(self.sam, many[i : i + 1], None) for i in range(len(many))])
 
                 if self.embedding_cache is not None and "image_key" in batch:
-                    embeddings = self.embedding_cache.encode(batch["image_key"], images, encode)
+                    embeddings = self.embedding_cache.encode(batch["image_key"], images, encode_each)
                 else:
-                    embeddings = torch.cat([encode(images[i : i + 1]) for i in range(images.shape[0])])
+                    embeddings = encode_each(images)
         else:
             embeddings = self.method.encode(self.sam, images, text)
         return self.decode_prompts(embeddings, batch, text, prompt_kinds)
