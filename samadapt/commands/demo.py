@@ -164,6 +164,7 @@ def write_examples(clis: dict, out: Path, count: int = 4, name: str = "examples.
     import matplotlib.pyplot as plt
 
     from data_modules.pipeline.collate import collate_prompted
+    from samadapt.evaluation.protocol import probability_threshold
 
     first = next(iter(clis.values()))
     dataset = first.datamodule.test_sets[0]
@@ -174,7 +175,9 @@ def write_examples(clis: dict, out: Path, count: int = 4, name: str = "examples.
     for method, cli in clis.items():
         cli.model.eval()
         with torch.no_grad():
-            preds[method] = cli.model.predict_step(batch, 0)["mask"][:, 0]
+            probs, valid = cli.model.predict_masks(batch)  # in the letterboxed frame the figure shows
+            cut = probability_threshold(cli.model.hparams.threshold, cli.model.hparams.threshold_on)
+            preds[method] = ((probs > cut) & valid)[:, 0]
     show_points = "points" in next(iter(first.model.eval_kinds.values()))
     cols = 2 + len(preds)
     fig, axes = plt.subplots(len(samples), cols, figsize=(2.4 * cols, 2.5 * len(samples)), squeeze=False)
