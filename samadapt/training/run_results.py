@@ -52,6 +52,15 @@ def config_id(pl_module: LightningModule, datamodule) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def trained_run(checkpoint: str | None) -> str | None:
+    """The run folder a checkpoint belongs to (<run>/checkpoints/<file>.ckpt), so a separate `test` names the run
+    it evaluates; None when testing the weights in memory."""
+    if not checkpoint:
+        return None
+    path = Path(checkpoint)
+    return str(path.parent.parent if path.parent.name == "checkpoints" else path.parent)
+
+
 def global_seed() -> int | None:
     """The seed `seed_everything` set (LightningCLI's --seed_everything), None when the run was not seeded."""
     seed = os.environ.get("PL_GLOBAL_SEED")
@@ -106,6 +115,7 @@ class RunResults(Callback):
             "step_seconds": round(statistics.median(self.step_times), 4) if self.step_times else None,
             "peak_memory_mb": round(peak_memory_mb(pl_module.device), 1),
             "checkpoint": trainer.ckpt_path,
+            "trained_run": trained_run(trainer.ckpt_path),
             "metrics": split_metrics(trainer.callback_metrics),
         }
 

@@ -38,17 +38,22 @@ def test_a_run_lives_under_default_root_dir_with_one_last_ckpt_and_its_test_numb
     assert "testA" in results["metrics"]
     tested = tmp_path / results["checkpoint"]  # tested on the best checkpoint of this run
     assert tested.parent == run / "checkpoints" and tested.name.startswith("best-")
+    assert tmp_path / results["trained_run"] == run
     assert len(list((tmp_path / "mine" / "samadapt").iterdir())) == 1  # fit and test: one version folder
 
 
 def test_the_demo_experiments_default_root_dir_holds_their_runs(tiny_sam_checkpoint, shapes_root, tiny_bert,
                                                                 tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    main(["fit", *configs("demo/shallow_fusion"), *tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert),
-          "--trainer.logger.class_path=samadapt.training.csv_logger.CSVLogger", "--test_after_fit=false"])
+    args = [*configs("demo/shallow_fusion"), *tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert),
+            "--trainer.logger.class_path=samadapt.training.csv_logger.CSVLogger"]
+    main(["fit", *args, "--test_after_fit=false"])
     run = tmp_path / "runs" / "demo" / "shallow_fusion"  # the experiment file's default_root_dir
     assert next(run.rglob("metrics.csv")) and next(run.rglob("last.ckpt"))
     assert not list(run.rglob("test_metrics.json"))
+    main(["test", *args, f"--ckpt_path={next(run.rglob('last.ckpt'))}"])  # `test` on its own names the trained run
+    results = json.loads(next(run.rglob("results.json")).read_text())
+    assert results["trained_run"] == str(run / "samadapt" / "version_0")
 
 
 def test_unreadable_test_splits_stop_before_training(tiny_sam_checkpoint, tiny_layouts, tiny_bert, tmp_path,
