@@ -77,10 +77,10 @@ class SamAdaptCLI(LightningCLI):
         classes are built instead (after_instantiate_classes), and says what differs."""
 
     def after_instantiate_classes(self) -> None:
-        configure_wandb_loggers(self.trainer, self.model, self.datamodule, self.subcommand)  # before W&B starts
         if self.subcommand:
             check_ckpt_path(self.config_init[self.subcommand].get("ckpt_path"), self.model, self.datamodule,
                             resuming=self.subcommand == "fit")
+        configure_wandb_loggers(self.trainer, self.model, self.datamodule, self.subcommand)  # before W&B starts
 
     def before_fit(self) -> None:
         """Output folders must be writable; `--ckpt_path last`: resume from this configuration's last.ckpt."""
