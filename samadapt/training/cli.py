@@ -94,6 +94,13 @@ class SamAdaptCLI(LightningCLI):
             print(f"samadapt: resuming from {found}" if found else
                   "samadapt: no last.ckpt of this configuration yet: training from the start", file=sys.stderr)
             config["ckpt_path"] = found
+        if config.get("ckpt_path"):  # the resumed run continues in the same version folder and W&B run
+            from samadapt.training.checkpoints import read_checkpoint
+            from samadapt.training.run_identity import continue_run
+
+            continued = continue_run(self.trainer, read_checkpoint(config["ckpt_path"]))
+            if continued:
+                print(f"samadapt: continuing {', '.join(continued)}", file=sys.stderr)
 
     def tests_after_fit(self) -> bool:
         from lightning.pytorch.utilities.model_helpers import is_overridden

@@ -3,7 +3,13 @@ so `--trainer.default_root_dir=DIR` moves the whole run (Lightning's own CSVLogg
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
 from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
+from lightning.pytorch.loggers.logger import rank_zero_experiment
+
+from samadapt.training.run_identity import rows_up_to
 
 
 class CSVLogger(LightningCSVLogger):
@@ -18,3 +24,22 @@ class CSVLogger(LightningCSVLogger):
             flush_logs_every_n_steps: how often metrics.csv is written
         """
         super().__init__(save_dir if save_dir is not None else ".", name, version, prefix, flush_logs_every_n_steps)
+        self.keep_rows_until: int | None = None  # set when a resumed run continues this version folder
+
+    @property
+    @rank_zero_experiment
+    def experiment(self):
+        """Lightning's writer deletes an existing metrics.csv; a continued run keeps its rows up to the resumed step."""
+        if self._experiment is not None or self.keep_rows_until is None:
+            return super().experiment
+        path = Path(self.log_dir) / "metrics.csv"
+        rows, columns = rows_up_to(path, self.keep_rows_until)
+        writer = super().experiment
+        if rows:
+            columns = sorted(columns)
+            with path.open("w", newline="") as file:
+                out = csv.DictWriter(file, fieldnames=columns)
+                out.writeheader()
+                out.writerows(rows)
+            writer.metrics_keys = columns
+        return writer

@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 
 from samadapt.errors import SamAdaptError
+from samadapt.training import run_identity
 from samadapt.training.checkpoints import (
     DamagedCheckpointError,
     describe_differences,
@@ -74,6 +75,7 @@ class ExactResume(L.Callback):
             states = [None] * trainer.world_size  # type: ignore[list-item]
             dist.all_gather_object(states, capture(pl_module))
         checkpoint[KEY] = states
+        checkpoint[run_identity.KEY] = run_identity.logger_versions(trainer)  # a resume continues this run
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         self._pending = checkpoint.get(KEY)

@@ -66,3 +66,31 @@ def test_unreadable_test_splits_stop_before_training(tiny_sam_checkpoint, tiny_l
         main(["fit", *args])
     assert "--test_after_fit=false" in capsys.readouterr().err
     assert not list(tmp_path.rglob("*.ckpt"))  # nothing trained
+
+
+def test_resuming_continues_the_same_version_folder_and_wandb_run(tiny_sam_checkpoint, shapes_root, tiny_bert,
+                                                                  tmp_path, monkeypatch, capsys):
+    """fit 4 steps, then `--ckpt_path last` to 8: one version folder, one W&B run id, and one training curve in
+    metrics.csv (every step's loss once, the first run's rows kept)."""
+    import csv
+
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    args = [*configs("demo/shallow_fusion"), *checkpoints_every_two_steps(tmp_path),
+            "--trainer.val_check_interval=2", "--trainer.check_val_every_n_epoch=null",
+            "--trainer.default_root_dir=mine", "--test_after_fit=false", "--trainer.log_every_n_steps=1"]
+    main(["fit", *args, *tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert, steps=4)])
+    run = tmp_path / "mine" / "samadapt" / "version_0"
+    first_id = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["samadapt_run_identity"][1][1]
+    main(["fit", *args, *tiny_overrides(tiny_sam_checkpoint, shapes_root, tiny_bert, steps=8), "--ckpt_path=last"])
+    assert "continuing" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "mine" / "samadapt").iterdir()] == ["version_0"]
+    saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == 8
+    assert saved["samadapt_run_identity"] == [["CSVLogger", 0], ["WandbLogger", first_id]]
+    runs = {p.name.rsplit("-", 1)[-1] for p in (tmp_path / "mine" / "wandb").glob("offline-run-*")}
+    assert runs == {first_id}  # both W&B folders belong to one run id
+    with (run / "metrics.csv").open(newline="") as file:
+        steps = [int(float(r["step"])) for r in csv.DictReader(file) if r.get("train/loss_step", r.get("train/loss"))]
+    assert steps == sorted(set(steps)) and len(steps) == 8, steps
