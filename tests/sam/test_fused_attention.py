@@ -9,7 +9,13 @@ from samadapt.methods import METHODS
 from samadapt.methods.injection import block_attention
 from samadapt.sam import build_sam, build_sam_from_config
 from samadapt.sam.build import tiny_config
-from samadapt.sam.fused_attention import FusedAttention, FusedBlock, use_fused_attention
+from samadapt.sam.fused_attention import (
+    FusedAttention,
+    FusedBlock,
+    attention_by_matmul,
+    rel_pos_bias,
+    use_fused_attention,
+)
 from samadapt.sam.loop import encode_images
 from samadapt.training.module import SamAdaptModule
 
@@ -180,3 +186,22 @@ def test_window_padding_follows_a_replaced_qkv():
     images = torch.rand(1, 3, 64, 64) * 255
     with torch.no_grad():
         assert max_diff(encode_images(fused, images), encode_images(official, images)) <= TOL
+
+
+def test_matmul_route_gives_sdpas_attention_and_gradients():
+    """The route small bf16 windows take (bias by one matmul, baddbmm + softmax + bmm), checked in fp32 where it
+    must match SDPA and the broadcast bias to rounding, with text-like extra keys masked out."""
+    sam = random_sam(window_size=3, image_size=64)
+    attn = FusedAttention(sam.image_encoder.blocks[0].attn)
+    torch.manual_seed(2)
+    b, heads, hw, d = 2, attn.num_heads, (3, 4), attn.qkv_in_features // attn.num_heads
+    q, k, v = (torch.randn(b, heads, 2 + 12, d, requires_grad=True) for _ in range(3))
+    bias = rel_pos_bias(attn, q[:, :, 2:], hw)
+    assert max_diff(rel_pos_bias(attn, q[:, :, 2:], hw, by_matmul=True), bias) <= 1e-5
+    mask = torch.nn.functional.pad(bias, (2, 0, 2, 0))
+    mask[0, ..., 1] = float("-inf")  # the first sample's second extra key is padding
+    ours = attention_by_matmul(q, k, v, mask, attn.scale)
+    theirs = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=attn.scale)
+    assert max_diff(ours, theirs) <= 1e-5
+    grads = [torch.autograd.grad(out.square().sum(), (q, k, v), retain_graph=True) for out in (ours, theirs)]
+    assert all(max_diff(a, b) <= 1e-4 for a, b in zip(*grads, strict=True))
