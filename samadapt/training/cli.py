@@ -121,7 +121,16 @@ class SamAdaptCLI(LightningCLI):
     def after_fit(self) -> None:
         """The run ends with its test numbers: test splits on the best checkpoint, results in the same folder."""
         if self.tests_after_fit() and not self.trainer.interrupted:
-            best = getattr(self.trainer.checkpoint_callback, "best_model_path", "")
+            from lightning.pytorch.strategies import ModelParallelStrategy
+
+            # rank 0's choice for every process: a process that chose otherwise would wait in another collective
+            best = self.trainer.strategy.broadcast(getattr(self.trainer.checkpoint_callback, "best_model_path", ""))
+            if best and isinstance(self.trainer.strategy, ModelParallelStrategy):
+                # FSDP2's sharded checkpoints hold the trainable weights only, which its loader cannot restore
+                # into a whole model: test the weights in memory and say so
+                print("samadapt: testing the final weights (a sharded FSDP2 checkpoint is not reloaded); "
+                      f"`samadapt test --ckpt_path {best}` evaluates the best one", file=sys.stderr)
+                best = ""
             self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if best else None)
 
     def before_predict(self) -> None:

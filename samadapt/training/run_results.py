@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
-from lightning.pytorch.utilities import rank_zero_only
 
 from samadapt.io import atomic_write_json
 from samadapt.training.results_file import POOLED, RESULTS_FILE, RESULTS_FORMAT
@@ -98,13 +97,13 @@ class RunResults(Callback):
         """The run folder: the first logger's (checkpoints/ lives there too), else the trainer's root."""
         return trainer.log_dir or trainer.default_root_dir
 
-    def results(self, trainer: Trainer, pl_module: LightningModule) -> dict:
+    def results(self, trainer: Trainer, pl_module: LightningModule, folder: str) -> dict:
         hp = pl_module.hparams
         wandb_runs = [lg.experiment for lg in trainer.loggers if isinstance(lg, WandbLogger)]
         method, dataset = method_label(hp), dataset_label(trainer.datamodule)
         return {
             "format": RESULTS_FORMAT,
-            "run_name": wandb_runs[0].name if wandb_runs else f"{method}-{dataset}-{Path(self.folder(trainer)).name}",
+            "run_name": wandb_runs[0].name if wandb_runs else f"{method}-{dataset}-{Path(folder).name}",
             "method": method,
             "dataset": dataset,
             "eval_prompts": prompt_label(hp.get("eval_prompts", "text")),
@@ -119,10 +118,12 @@ class RunResults(Callback):
             "metrics": split_metrics(trainer.callback_metrics),
         }
 
-    @rank_zero_only
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        results = self.results(trainer, pl_module)
-        atomic_write_json(results, Path(self.folder(trainer)) / self.filename)
+        folder = self.folder(trainer)  # every process: trainer.log_dir is a collective (a broadcast) under DDP
+        if not trainer.is_global_zero:
+            return
+        results = self.results(trainer, pl_module, folder)
+        atomic_write_json(results, Path(folder) / self.filename)
         summary = {f"test/{split}/{k}" if split != POOLED else f"test/{k}": v
                    for split, values in results["metrics"].items() for k, v in values.items()}
         summary.update({k: results[k] for k in ("trainable_params", "total_params", "train_seconds",

@@ -14,8 +14,10 @@ def shard_for_full_finetune(model: nn.Module, mesh) -> None:
     Called from `configure_model` under FullShardStrategy (below); parameters, gradients and optimizer
     state are split across the data-parallel processes, so ViT-H fits where a full replica per GPU does not.
     """
-    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.fsdp import FSDPModule, fully_shard
 
+    if isinstance(model, FSDPModule):  # configure_model runs again for the test after fit: sharded once is enough
+        return
     for block in model.sam.image_encoder.blocks:
         fully_shard(block, mesh=mesh)
     if model.text_encoder is not None and any(p.requires_grad for p in model.text_encoder.parameters()):
