@@ -106,6 +106,10 @@ def check_option_names(parser, argv: list[str], command: str) -> None:
                 continue
             raise SamAdaptError(f"{data_class} has no option {key!r} ({name})"
                                 f"{nearest(key, sorted(accepted), prefix='--data.init_args.')}")
-        if _nested_ok(name, options) or any(o.startswith(name) for o in known):  # argparse takes prefixes
+        if _nested_ok(name, options):
             continue
+        longer = [o for o in known if o.startswith(name)]
+        if longer:  # argparse would silently take a prefix: `--trainer.max_step` for max_steps is a typo, not a choice
+            raise SamAdaptError(f"{command} has no option {name} (names are not abbreviated); did you mean "
+                                f"{longer[0]}?")
         raise SamAdaptError(f"{command} has no option {name}{nearest(name, known)}")

@@ -9,6 +9,7 @@ from tests.commands.test_cli import configs
 @pytest.mark.parametrize(("typo", "nearest"), [
     ("--model.init_args.methd=lora", "did you mean --model.method?"),
     ("--trainer.max_stepz=3", "did you mean --trainer.max_steps?"),
+    ("--trainer.max_step=3", "did you mean --trainer.max_steps?"),  # argparse alone would take the prefix
     ("--data.init_args.roott=x", "did you mean --data.init_args.root?"),
 ])
 def test_a_typo_names_the_nearest_option_in_one_line(typo, nearest, capsys, tmp_path, monkeypatch):
