@@ -71,7 +71,7 @@ def _contenders(folder: Path, device: torch.device) -> dict:
     official = SamPredictor(sam_model_registry["vit_b"](checkpoint=str(folder / "sam_vit_b.pth")).to(device).eval())
     module = SamAdaptModule(method="decoder_only", sam_variant="vit_b", sam_checkpoint=str(folder / "sam_vit_b.pth"),
                             image_size=1024, eval_prompts=["points"], threshold=0.0, threshold_on="logits")
-    ours = SamAdaptPredictor(module, device)
+    ours = {bf16: SamAdaptPredictor(module, device, precision="bf16" if bf16 else "fp32") for bf16 in (False, True)}
 
     def run_official(path: Path, bf16: bool) -> list[np.ndarray]:
         with _autocast(device, bf16):
@@ -94,10 +94,9 @@ def _contenders(folder: Path, device: torch.device) -> dict:
                     inputs["reshaped_input_sizes"].cpu())[0][0, 0].numpy())
         return masks
 
-    def run_ours(path: Path, bf16: bool) -> list[np.ndarray]:
-        with _autocast(device, bf16):
-            ours.set_image(path)
-            return [ours.predict(points=p).masks[0] for p in POINTS]
+    def run_ours(path: Path, bf16: bool) -> list[np.ndarray]:  # its own precision option, as a user sets it
+        ours[bf16].set_image(path)
+        return [ours[bf16].predict(points=p).masks[0] for p in POINTS]
 
     return {"SamPredictor": run_official, "SamPredictor (A/A)": run_official, "HF SamModel": run_hf,
             "samadapt": run_ours}
