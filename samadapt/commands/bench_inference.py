@@ -27,26 +27,6 @@ POINTS = ([[400.0, 250.0]], [[150.0, 300.0]])  # two prompts, pixels of the 640 
 GOAL = 1.3
 
 
-def _random_hf_sam(seed: int = 0):
-    """A ViT-B SamModel with every weight random at a sane scale (transformers starts some tables at zero).
-    The decoder's LayerNorm eps is segment_anything's 1e-5 so the three implementations compute the same."""
-    from transformers import SamConfig, SamModel
-
-    torch.manual_seed(seed)
-    model = SamModel(SamConfig(mask_decoder_config={"layer_norm_eps": 1e-5})).eval()
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "positional_embedding" in name:
-                continue
-            noise = torch.randn(param.shape, generator=gen)
-            if "pos_embed" in name or "rel_pos" in name or param.ndim == 1:
-                param.add_(0.1 * noise)
-            else:
-                param.copy_(noise * param[0].numel() ** -0.5)
-    return model
-
-
 def _autocast(device: torch.device, bf16: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
@@ -57,13 +37,15 @@ def _contenders(folder: Path, device: torch.device) -> dict:
     bf16 is each one's simplest working way: SamPredictor fails under a whole autocast (it calls .numpy() on
     bf16 scores), so its encoder runs under autocast and the prompt path in fp32 on the fp32-cast embedding."""
     from segment_anything import SamPredictor, sam_model_registry
-    from transformers import SamImageProcessor, SamProcessor
+    from transformers import SamConfig, SamImageProcessor, SamProcessor
 
     from samadapt.commands.convert_sam import main as convert
     from samadapt.inference.predictor import SamAdaptPredictor
+    from samadapt.sam.hf_format import random_sam_model
     from samadapt.training.module import SamAdaptModule
 
-    hf = _random_hf_sam()
+    # the decoder's LayerNorm eps as segment_anything's (1e-5), so the three implementations compute the same
+    hf = random_sam_model(SamConfig(mask_decoder_config={"layer_norm_eps": 1e-5}))
     hf.save_pretrained(folder / "hf")
     convert([str(folder / "hf"), str(folder / "sam_vit_b.pth")])
     hf = hf.to(device)

@@ -88,3 +88,24 @@ def hf_to_official(state: dict[str, torch.Tensor], source: str) -> dict[str, tor
             raise SamAdaptError(f"{source}: {key!r} has no counterpart in segment_anything's SAM (SamModel "
                                 "variants such as SAM-HQ or SAM 2 are not supported); give plain SamModel weights")
     return out
+
+
+def random_sam_model(config=None, seed: int = 0):
+    """A `transformers.SamModel` (default config: ViT-B) with every weight random at a sane scale, for parity tests
+    and the bench: transformers starts pos_embed and rel_pos at zero, which would hide a wrong mapping of them.
+    The random Fourier matrix of the positional encoding keeps its own scale."""
+    from transformers import SamConfig, SamModel
+
+    torch.manual_seed(seed)
+    model = SamModel(config or SamConfig()).eval()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "positional_embedding" in name:
+                continue
+            noise = torch.randn(param.shape, generator=gen)
+            if "pos_embed" in name or "rel_pos" in name or param.ndim == 1:
+                param.add_(0.1 * noise)
+            else:
+                param.copy_(noise * param[0].numel() ** -0.5)
+    return model

@@ -11,7 +11,7 @@ from samadapt.cli import main
 from samadapt.errors import SamAdaptError
 from samadapt.inference import precision as precision_rules
 from samadapt.inference.predictor import SamAdaptPredictor
-from tests.inference.test_sam_parity import PROMPTS, official_logits, setup  # noqa: F401  (setup: shared fixture)
+from tests.inference.test_sam_parity import PROMPTS, official_logits, segment_args, setup  # noqa: F401  (setup: shared fixture)
 
 # measured on this SAM: IoU 0.988-0.998 over its 9 masks, scores within 0.002. A hard case: its random weights
 # give logits within +-0.11, where bf16's rounding (up to 0.0025 here) flips the pixels nearest 0
@@ -48,11 +48,7 @@ def test_bf16_masks_agree_with_fp32(setup, name):  # noqa: F811
 def test_segment_states_bf16_and_its_mask_is_samPredictors_up_to_rounding(setup, tmp_path, capsys):  # noqa: F811
     prompt = PROMPTS["points+box"]
     out = tmp_path / "out"
-    args = ["segment", "--ckpt", str(setup["ckpt"]), "--image", str(setup["folder"] / "photo.jpg"), "--out", str(out),
-            "--box", ",".join(f"{v:g}" for v in prompt["box"]), "--precision", "bf16"]
-    for x, y in prompt["points"]:
-        args += ["--point", f"{x:g},{y:g}"]
-    main(args)
+    main(segment_args(setup, prompt, out, "bf16"))
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["precision"] == "bf16"
     assert json.loads((out / "segment.json").read_text())["precision"] == "bf16"
     from PIL import Image

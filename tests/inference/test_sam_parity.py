@@ -139,14 +139,19 @@ def test_predictor_gives_samPredictors_masks_from_the_image_file(setup, name):
     assert 0.02 < result.masks[0].mean() < 0.98, "a mask with something to get wrong"
 
 
+def segment_args(setup: dict, prompt: dict, out, precision: str) -> list[str]:
+    """`samadapt segment` on the setup's photo with a points+box prompt, as a user types it."""
+    args = ["segment", "--ckpt", str(setup["ckpt"]), "--image", str(setup["folder"] / "photo.jpg"), "--out", str(out),
+            "--box", ",".join(f"{v:g}" for v in prompt["box"]), "--precision", precision]
+    for x, y in prompt["points"]:
+        args += ["--point", f"{x:g},{y:g}"]
+    return args
+
+
 def test_segment_command_writes_samPredictors_mask(setup, tmp_path):
     prompt = PROMPTS["points+box"]
     out = tmp_path / "out"
-    args = ["segment", "--ckpt", str(setup["ckpt"]), "--image", str(setup["folder"] / "photo.jpg"), "--out", str(out),
-            "--box", ",".join(f"{v:g}" for v in prompt["box"]), "--precision", "fp32"]
-    for x, y in prompt["points"]:
-        args += ["--point", f"{x:g},{y:g}"]
-    main(args)
+    main(segment_args(setup, prompt, out, "fp32"))
     mask = np.asarray(Image.open(out / "photo_mask.png")) == 255
     np.testing.assert_array_equal(mask, official_logits(setup, prompt) > 0)
     assert json.loads((out / "segment.json").read_text())["images"]

@@ -17,6 +17,7 @@ from samadapt.cli import main
 from samadapt.errors import SamAdaptError
 from samadapt.sam import build_sam, load_sam_state_dict
 from samadapt.sam.config import SAM_CONFIGS
+from samadapt.sam.hf_format import random_sam_model
 from tests.inference.test_sam_parity import SMALL_1024, official_small_sam, write_image
 
 SMALL_HF = {
@@ -30,23 +31,6 @@ SMALL_HF = {
 }
 # point+box prompts in pixels of the 333 x 517 test image
 POINTS, LABELS, BOX = np.array([[260.0, 170.0], [100.0, 300.0]]), np.array([1, 0]), np.array([150, 90, 420, 280.0])
-
-
-def random_sam_model(config: HfSamConfig, seed: int) -> SamModel:
-    """A SamModel with every weight random at a sane scale (transformers starts pos_embed and rel_pos at zero)."""
-    torch.manual_seed(seed)
-    model = SamModel(config).eval()
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "positional_embedding" in name:  # the random Fourier matrix keeps its own scale
-                continue
-            noise = torch.randn(param.shape, generator=gen)
-            if "pos_embed" in name or "rel_pos" in name or param.ndim == 1:
-                param.add_(0.1 * noise)
-            else:
-                param.copy_(noise * param[0].numel() ** -0.5)
-    return model
 
 
 def compare(hf_model: SamModel, official, rgb: np.ndarray) -> dict[str, float]:
