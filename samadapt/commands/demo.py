@@ -1,205 +1,134 @@
 """`samadapt demo`: the whole loop on the CPU with nothing downloaded.
 
 1. a synthetic referring dataset in the RefCOCO layout (`samadapt synth`), and a synthetic class-aware one in
-   the Folder layout (data_modules/synth_classaware.py) for the class-prompted adapters;
+   the Folder layout (data_modules/synthetic/classaware.py) for the class-prompted adapters;
 2. a tiny SAM pretrained on it with point and box prompts, saved as an official-format checkpoint (a copy
    trained on from there on parts and wholes, a shape inside a larger one, with box prompts, serves the
    nested-shapes task), and a tiny CLIP pretrained contrastively on its images and sentences
    (samadapt/commands/demo_clip.py), saved in open_clip's format;
 3. every method trained on top of that frozen SAM from its experiment file (experiments/demo/*.yaml);
-4. all evaluated on the synthetic test splits: metrics.json, report.md and examples.png in the output folder.
-Prompt learning has its own task (data_modules/nested_shapes.py: a point on a small shape inside a larger one
-means the larger one), with the frozen SAM and decoder fine-tuning given the same point as references.
+4. all evaluated on the synthetic test splits: metrics.json, report.md and examples.png in the output folder,
+   with the claims of samadapt/commands/demo_claims.py checked.
+Prompt learning has its own task (data_modules/synthetic/nested_shapes.py: a point on a small shape inside a larger
+one means the larger one), with the frozen SAM and decoder fine-tuning given the same point as references.
+`--full` repeats steps 2-4 for pretraining seeds 0, 1 and 2 (seed N>0 under <out>/seed_N) and reports mean ± std.
 """
 
 import argparse
+import json
+import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-import torch
-import yaml
-
+from samadapt.commands import demo_stages as st
+from samadapt.commands.demo_schedule import Stage, run_stages
 from samadapt.io import atomic_write, atomic_write_json, output_folder
-from samadapt.training.cli import SamAdaptCLI, finish_wandb
 
-EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 # The demo's rows, in order; each is trained from experiments/demo/<row>.yaml. Later methods add a name here.
 DEMO_METHODS = {name: f"demo/{name}" for name in (
     "decoder_only", "shallow_fusion", "edit", "ldit", "parallel_adapter", "sam_ptx", "frozen_point", "samf", "plm",
     "clip_guided_textonly", "clip_guided_manual", "clip_points", "lora",
 )}
-# Test data of each demo method, when it is not the referring shapes: name -> (folder under out/data, label).
-REFERRING = ("", "synthetic referring shapes (testA + testB)")
-DEMO_DATA = {
-    "parallel_adapter": ("classaware", "synthetic class-aware shapes (test)"),
-    "sam_ptx": ("classaware", "synthetic class-aware shapes (test)"),
-    "frozen_point": ("nested", "synthetic nested shapes, one point (test)"),
-    "samf": ("nested", "synthetic nested shapes, one point (test)"),
-    "plm": ("nested", "synthetic nested shapes, one point (test)"),
+EXPERIMENTS = st.EXPERIMENTS
+FULL_SEEDS = (0, 1, 2)
+# Seconds each stage took on the 2-core VM with 2 workers (docs/measurements.md#demo); the progress line's estimate.
+EXPECTED_SECONDS = {
+    "referring data": 6, "class-aware data": 2, "nested data": 9, "tiny SAM": 143, "tiny SAM parts": 75,
+    "tiny CLIP": 39, "edit": 125, "ldit": 130, "shallow_fusion": 57, "clip_guided_manual": 85,
+    "clip_guided_textonly": 70, "sam_ptx": 62, "parallel_adapter": 65, "lora": 61, "plm": 52, "decoder_only": 35,
+    "samf": 32, "clip_points": 7, "frozen_point": 3,
 }
-METRIC_KEYS = ("oIoU", "mIoU", "P@0.5", "P@0.7", "P@0.9")
 
 
-def build_cli(experiment: str, out: Path, overrides: list[str], run_name: str, data_folder: str = ""):
-    """A LightningCLI (not yet run) for base.yaml + `experiment`, with logs and data under `out`."""
-    local = {  # a third config layer: where this demo writes, so it never touches ./runs of the caller
-        "trainer": {
-            "default_root_dir": str(out / run_name),
-            "logger": [
-                {"class_path": "lightning.pytorch.loggers.CSVLogger",
-                 "init_args": {"save_dir": str(out / "logs"), "name": run_name}},
-                {"class_path": "lightning.pytorch.loggers.WandbLogger",
-                 "init_args": {"project": "samadapt-demo", "save_dir": str(out / "logs"), "offline": True,
-                               "name": run_name, "group": "shapes", "tags": [run_name]}},
-            ],
-        },
-        "data": {"init_args": {"root": str(out / "data" / data_folder)}},
-    }
-    local_file = out / run_name / "demo_paths.yaml"
-    local_file.parent.mkdir(parents=True, exist_ok=True)
-    local_file.write_text(yaml.safe_dump(local))
-    args = ["--config", str(EXPERIMENTS / "base.yaml"), "--config", str(EXPERIMENTS / f"{experiment}.yaml"),
-            "--config", str(local_file), *overrides]
-    return SamAdaptCLI(args=args, run=False)
+def seed_folder(out: Path, seed: int) -> Path:
+    """Seed 0 writes the default demo's layout at <out>; other seeds their own stand-ins and runs in <out>/seed_N."""
+    return out if seed == 0 else out / f"seed_{seed}"
 
 
-def prepare(out: Path, num_train: int, num_eval: int, pretrain_steps: int | None,
-            clip_steps: int | None = None) -> None:
-    """Synthetic data, the pretrained tiny SAMs and tiny CLIP (each made once; delete them to redo)."""
-    from data_modules.synthetic.nested_shapes import write_nested_shapes
-    from data_modules.synthetic.referring import write_synthetic_refcoco
-    from samadapt.sam import save_sam_checkpoint
-
-    if not (out / "data" / "shapes" / "instances.json").exists():
-        write_synthetic_refcoco(out / "data", dataset="shapes", num_train=num_train, num_eval=num_eval, seed=0)
-        print(f"[demo] synthetic data written to {out / 'data'}")
-    prepare_classaware(out, num_train, num_eval)
-    if not (out / "data" / "nested").exists():
-        write_nested_shapes(out / "data" / "nested", (("train", num_train), ("val", num_eval), ("test", 2 * num_eval)))
-        print(f"[demo] nested-shapes data written to {out / 'data' / 'nested'}")
-    if not (out / "data" / "nested_parts").exists():  # other scenes (seed 1) than the task's, for pretraining
-        write_nested_shapes(out / "data" / "nested_parts", (("train", num_train), ("val", num_eval)), seed=1,
-                            every_shape=True)
-    steps = [f"--trainer.max_steps={pretrain_steps}"] if pretrain_steps else []
-    stages = (  # (experiment, data folder, weights written; the later experiments name these files)
-        ("demo/pretrain", "", "tiny_sam.pth"),  # objects, from points and boxes, from scratch
-        ("demo/pretrain_parts", "nested_parts", "tiny_sam_parts.pth"),  # then parts and wholes, from boxes
-    )
-    for experiment, data_folder, weights in stages:
-        if (out / weights).exists():
-            continue
-        start = time.perf_counter()
-        overrides = [*stand_in_checkpoint(experiment, out), *steps]
-        cli = build_cli(experiment, out, overrides, Path(experiment).name, data_folder)
-        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-        finish_wandb()
-        save_sam_checkpoint(cli.model.model.sam, out / weights)
-        print(f"[demo] {experiment}: tiny SAM trained in {time.perf_counter() - start:.0f} s, saved to {out / weights}")
-    if not (out / "tiny_clip.pt").exists():
-        from samadapt.commands.demo_clip import pretrain_tiny_clip
-
-        pretrain_tiny_clip(out / "data", out / "tiny_clip.pt", **({"steps": clip_steps} if clip_steps else {}))
+def data_stages(out: Path, num_train: int, num_eval: int) -> list[Stage]:
+    data = out / "data"
+    return [Stage(name, run, (data, num_train, num_eval), what=f"writing the synthetic {words}",
+                  expected_s=EXPECTED_SECONDS[name], log=out / "stages" / f"{name.replace(' ', '_')}.log")
+            for name, run, words in (
+                ("referring data", st.write_referring, "referring shapes (RefCOCO layout)"),
+                ("nested data", st.write_nested, "nested shapes"),
+                ("class-aware data", st.write_classaware, "class-aware shapes"))]
 
 
-def prepare_classaware(out: Path, num_train: int, num_eval: int) -> None:
-    """The class-aware shapes (two touching shapes, one click on their edge, the class name decides)."""
-    from data_modules.synthetic.classaware import write_classaware_shapes
+def seed_stages(out: Path, seed: int, methods: list[str], args) -> list[Stage]:
+    """Pretraining the stand-ins, then each method, for one seed."""
+    folder, data = seed_folder(out, seed), out / "data"
+    tag = "" if seed == 0 else f" (seed {seed})"
 
-    root = out / "data" / "classaware"
-    if not (root / "test" / "points.json").exists():
-        write_classaware_shapes(root, num_train=num_train, num_eval=num_eval, seed=0)
-        print(f"[demo] synthetic class-aware data written to {root}")
+    def stage(name: str, run, stage_args: tuple, needs: tuple[str, ...], what: str, threads: int = 0) -> Stage:
+        needs = tuple(n if n.endswith("data") else n + tag for n in needs)
+        return Stage(name + tag, run, stage_args, needs, what + tag, EXPECTED_SECONDS.get(name, 60.0),
+                     threads, folder / "stages" / f"{name.replace(' ', '_')}.log")
 
-
-def stand_in_checkpoint(experiment: str, out: Path) -> list[str]:
-    """The override that points the experiment's stand-in SAM (runs/demo/<file>) into `out`; none if it names none."""
-    exp = yaml.safe_load((EXPERIMENTS / f"{experiment}.yaml").read_text())
-    named = exp["model"].get("sam_checkpoint")
-    return [f"--model.sam_checkpoint={out / Path(named).name}"] if named else []
-
-
-def train_and_test(method: str, experiment: str, out: Path, steps: int | None):
-    exp = yaml.safe_load((EXPERIMENTS / f"{experiment}.yaml").read_text())
-    untrained = (exp.get("trainer") or {}).get("max_steps") == 0
-    steps = None if untrained else steps  # a reference row stays untrained under --steps
-    overrides = stand_in_checkpoint(experiment, out) + ([f"--trainer.max_steps={steps}"] if steps else [])
-    if exp["model"].get("text_encoder") == "clip":  # the stand-in CLIP made by prepare()
-        overrides.append(f"--model.text_options.pretrained={out / 'tiny_clip.pt'}")
-    cli = build_cli(experiment, out, overrides, method, DEMO_DATA.get(method, REFERRING)[0])
-    start = time.perf_counter()
-    if cli.model.model.method.needs_training:  # a pipeline such as clip_points is only evaluated
-        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    seconds = time.perf_counter() - start
-    cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
-    finish_wandb()
-    scores = {k: float(cli.trainer.callback_metrics[f"test/{k}"]) for k in METRIC_KEYS}
-    counts = cli.model.parameter_counts()
-    return cli, {**scores, "trainable_params": counts["trainable_params"], "train_seconds": round(seconds, 1),
-                 "data": DEMO_DATA.get(method, REFERRING)[1]}
+    stages = [  # the first stand-in gets every core: besides it only the data and the short CLIP stage can run
+        stage("tiny SAM", st.pretrain_sam, ("tiny_sam.pth", folder, data, seed, args.pretrain_steps),
+              ("referring data",), "pretraining the stand-in SAM with points and boxes",
+              threads=os.cpu_count() or 1),
+        stage("tiny SAM parts", st.pretrain_sam, ("tiny_sam_parts.pth", folder, data, seed, args.pretrain_steps),
+              ("tiny SAM", "nested data"), "training a copy on parts and wholes (the nested task's stand-in)"),
+        stage("tiny CLIP", st.pretrain_clip, (folder, data, seed, args.clip_steps), ("referring data",),
+              "pretraining the stand-in CLIP"),
+    ]
+    for method in sorted(methods, key=lambda m: -EXPECTED_SECONDS.get(m, 60.0)):  # long ones first: less idle tail
+        data_folder, label = st.DEMO_DATA.get(method, st.REFERRING)
+        needs = {"nested": ("tiny SAM parts",), "classaware": ("tiny SAM", "class-aware data")}.get(data_folder,
+                                                                                                      ("tiny SAM",))
+        if "clip" in method:
+            needs += ("tiny CLIP",)
+        stages.append(stage(method, st.train_method, (method, folder, data, seed, args.steps), needs,
+                            f"training and testing on the {label}"))
+    return stages
 
 
-def write_report(run_dirs: list[Path], out: Path) -> None:
-    """report.md and report.png: `samadapt compare` over this demo's runs."""
+def summary(name: str, result) -> str:
+    if isinstance(result, dict):
+        return ", ".join(f"{k} {result[k]:.3f}" for k in ("oIoU", "mIoU", "P@0.5"))
+    return result or ""
+
+
+def write_seed_outputs(folder: Path, metrics: dict[str, dict], panels: dict, title: str) -> None:
+    """metrics.json, report.md (+ .png) and examples*.png of one seed's runs."""
     from samadapt.commands.compare import write_comparison
+    from samadapt.commands.demo_claims import claims_markdown
+    from samadapt.commands.demo_figures import write_all_examples
 
-    write_comparison(run_dirs, out / "report.md", "oIoU",
-                     "samadapt demo: synthetic tasks (examples*.png, one per test data)")
-
-
-def write_all_examples(clis: dict, out: Path) -> None:
-    """examples.png for the methods on the first method's test data, examples_<folder>.png for each other data."""
-    groups: dict[str, dict] = {}
-    for method, cli in clis.items():
-        groups.setdefault(DEMO_DATA.get(method, REFERRING)[0], {})[method] = cli
-    for i, (folder, group) in enumerate(groups.items()):
-        write_examples(group, out, name="examples.png" if i == 0 else f"examples_{folder or 'referring'}.png")
+    atomic_write_json(metrics, folder / "metrics.json")
+    write_comparison([Path(m["log_dir"]) for m in metrics.values()], folder / "report.md", "oIoU", title)
+    claims = claims_markdown({0: metrics})
+    if claims.count("\n") > 1:
+        report = (folder / "report.md").read_text() + "\n## The demo's claims\n\n" + claims + "\n"
+        atomic_write(folder / "report.md", lambda tmp: Path(tmp).write_text(report))
+    write_all_examples({m: (st.DEMO_DATA.get(m, st.REFERRING)[0], panel) for m, panel in panels.items()}, folder)
 
 
-def write_examples(clis: dict, out: Path, count: int = 4, name: str = "examples.png") -> None:
-    """Image, ground truth and every method's prediction for a few test expressions."""
-    import matplotlib
+def write_seeds_report(out: Path, per_seed: dict[int, dict[str, dict]], seconds: float) -> str:
+    from samadapt.commands.demo_claims import claims_markdown, seeds_markdown
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    atomic_write_json({str(s): m for s, m in per_seed.items()}, out / "metrics_seeds.json")
+    text = "\n".join([
+        f"# samadapt demo over pretraining seeds {', '.join(map(str, per_seed))}", "",
+        "Test scores, mean ± sample standard deviation over the seeds (each seed pretrains its own stand-in SAM "
+        "and CLIP and trains every method with that seed).", "",
+        seeds_markdown(per_seed), "", "## The demo's claims, per seed (the gap in test oIoU)", "",
+        claims_markdown(per_seed), "", f"{seconds:.0f} s for the whole run.", ""])
+    atomic_write(out / "report_seeds.md", lambda tmp: Path(tmp).write_text(text))
+    return text
 
-    from data_modules.pipeline.collate import collate_prompted
-    from samadapt.evaluation.protocol import probability_threshold
 
-    first = next(iter(clis.values()))
-    dataset = first.datamodule.test_sets[0]
-    step = max(1, len(dataset) // count)  # spread over the split: different images, not one image's sentences
-    samples = [dataset[i] for i in range(0, min(len(dataset), step * count), step)]
-    batch = collate_prompted(samples)
-    preds = {}
-    for method, cli in clis.items():
-        cli.model.eval()
-        with torch.no_grad():
-            probs, valid = cli.model.predict_masks(batch)  # in the letterboxed frame the figure shows
-            cut = probability_threshold(cli.model.hparams.threshold, cli.model.hparams.threshold_on)
-            preds[method] = ((probs > cut) & valid)[:, 0]
-    show_points = "points" in next(iter(first.model.eval_kinds.values()))
-    cols = 2 + len(preds)
-    fig, axes = plt.subplots(len(samples), cols, figsize=(2.4 * cols, 2.5 * len(samples)), squeeze=False)
-    overlay = np.array([1.0, 0.15, 0.6, 0.0])  # magenta, drawn only where the mask is on
-    for row, sample in enumerate(samples):
-        image = sample["image"].permute(1, 2, 0).numpy() / 255.0
-        panels = [("image", None), ("ground truth", sample["mask"][0])] + [(m, p[row]) for m, p in preds.items()]
-        for col, (title, mask) in enumerate(panels):
-            ax = axes[row][col]
-            ax.imshow(image)
-            if show_points:  # the click(s) the methods were prompted with
-                xy = sample["points"][sample["point_labels"] == 1]
-                ax.scatter(xy[:, 0], xy[:, 1], s=18, c="white", edgecolors="black", linewidths=0.8)
-            if mask is not None:
-                layer = np.zeros((*mask.shape, 4))
-                layer[mask.bool().numpy()] = overlay + np.array([0, 0, 0, 0.6])
-                ax.imshow(layer)
-            ax.set_title(title if col else f'"{sample["text"]}"', fontsize=8)
-            ax.axis("off")
-    fig.tight_layout()
-    atomic_write(out / name, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
-    plt.close(fig)
+def reusable(folder: Path, settings: dict) -> dict | None:
+    """A seed's metrics from an earlier run with the same settings (demo --full after make demo reuses seed 0)."""
+    try:
+        if json.loads((folder / "demo_settings.json").read_text()) == settings:
+            return json.loads((folder / "metrics.json").read_text())
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def _parser(description: str) -> argparse.ArgumentParser:
@@ -209,28 +138,58 @@ def _parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--num-eval", type=int, default=50, help="synthetic images per evaluation split")
     parser.add_argument("--pretrain-steps", type=int, default=None, help="override both pretraining stages' steps")
     parser.add_argument("--clip-steps", type=int, default=None, help="tiny CLIP pretraining steps (default 300)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="stages side by side, one thread each (default 2; 1: one after another, in this process)")
     return parser
 
 
 def prepare_main(argv: list[str] | None = None) -> None:
-    args = _parser("write the demo data and pretrain the tiny SAM").parse_args(argv)
-    prepare(args.out, args.num_train, args.num_eval, args.pretrain_steps, args.clip_steps)
+    parser = _parser("write the demo data and pretrain the tiny SAM and CLIP")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    args.steps = None
+    stages = data_stages(args.out, args.num_train, args.num_eval) + seed_stages(args.out, args.seed, [], args)
+    run_stages(stages, args.workers, summarise=summary)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = _parser(__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=None, help="override each method's max_steps")
     parser.add_argument("--methods", nargs="*", default=list(DEMO_METHODS), choices=list(DEMO_METHODS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="pretraining seeds (default 0)")
+    parser.add_argument("--full", action="store_true", help=f"seeds {' '.join(map(str, FULL_SEEDS))}: the figures "
+                        "docs/measurements.md quotes, mean ± std and each claim per seed in report_seeds.md")
     args = parser.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    seeds = list(FULL_SEEDS) if args.full else list(dict.fromkeys(args.seeds))
     start = time.perf_counter()
-    prepare(args.out, args.num_train, args.num_eval, args.pretrain_steps, args.clip_steps)
-    results, clis = {}, {}
-    for method in args.methods:
-        clis[method], results[method] = train_and_test(method, DEMO_METHODS[method], args.out, args.steps)
-        print(f"[demo] {method}: " + ", ".join(f"{k} {results[method][k]:.3f}" for k in METRIC_KEYS))
-    atomic_write_json(results, args.out / "metrics.json")
-    write_report([Path(cli.trainer.log_dir) for cli in clis.values()], args.out)
-    write_all_examples(clis, args.out)
-    print((args.out / "report.md").read_text())
-    print(f"[demo] done in {time.perf_counter() - start:.0f} s: {args.out}/metrics.json, report.md, examples*.png")
+    settings = {k: getattr(args, k) for k in ("num_train", "num_eval", "pretrain_steps", "clip_steps", "steps",
+                                              "methods")}
+    done = {seed: m for seed in seeds if len(seeds) > 1 and (m := reusable(seed_folder(args.out, seed), settings))}
+    for seed in done:
+        print(f"[demo] seed {seed}: reusing the finished run in {seed_folder(args.out, seed)}")
+    stages = data_stages(args.out, args.num_train, args.num_eval)
+    for seed in seeds:
+        if seed not in done:
+            stages += seed_stages(args.out, seed, args.methods, args)
+    if len(seeds) - len(done) > 1:  # several stand-ins pretrain side by side: one thread each
+        stages = [replace(stage, threads=0) for stage in stages]
+    results = run_stages(stages, args.workers, summarise=summary)
+    per_seed = dict(done)
+    for seed in seeds:
+        if seed in done:
+            continue
+        tag = "" if seed == 0 else f" (seed {seed})"
+        runs = {m: results[m + tag] for m in args.methods}
+        panels = {m: run.pop("examples") for m, run in runs.items()}
+        folder = seed_folder(args.out, seed)
+        write_seed_outputs(folder, runs, panels, f"samadapt demo, seed {seed}: synthetic tasks (examples*.png)")
+        atomic_write_json(settings, folder / "demo_settings.json")
+        per_seed[seed] = runs
+    per_seed = {seed: per_seed[seed] for seed in seeds}
+    seconds = time.perf_counter() - start
+    if len(seeds) > 1:
+        print(write_seeds_report(args.out, per_seed, seconds))
+    else:
+        print((seed_folder(args.out, seeds[0]) / "report.md").read_text())
+    print(f"[demo] done in {seconds:.0f} s: {args.out}/metrics.json, report.md, examples*.png"
+          + (", metrics_seeds.json, report_seeds.md" if len(seeds) > 1 else ""))

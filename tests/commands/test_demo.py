@@ -9,11 +9,21 @@ from samadapt.sam import build_sam, load_sam_state_dict
 from samadapt.sam.checkpoint import identify_variant
 
 
-def test_demo_writes_metrics_report_and_examples(tmp_path, monkeypatch):
+def test_demo_writes_metrics_report_and_examples(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "demo"
     main(["demo", "--out", str(out), "--num-train", "12", "--num-eval", "3", "--pretrain-steps", "3",
           "--clip-steps", "2", "--steps", "3"])
+    lines = capsys.readouterr().out.splitlines()
+    from samadapt.commands.demo import DEMO_METHODS
+
+    # a line when each stage starts and one when it ends, each with the time elapsed and left; nothing else of theirs
+    stage_lines = [line for line in lines if line.startswith("[demo ")]
+    stages = 3 + 3 + len(DEMO_METHODS)  # data, stand-ins, methods
+    assert len(stage_lines) == 2 * stages and stage_lines[-1].startswith(f"[demo {stages}/{stages} done")
+    assert all("elapsed · about" in line for line in stage_lines)
+    assert not any("Epoch" in line or "[train]" in line for line in lines)
+    assert "[train] step" in (out / "stages" / "shallow_fusion.log").read_text()  # Lightning's lines went there
 
     # the stand-in SAMs are official-format files that load like a real checkpoint; the nested-shapes task's one
     # is the first trained on (its weights moved)
@@ -26,8 +36,6 @@ def test_demo_writes_metrics_report_and_examples(tmp_path, monkeypatch):
     assert len(list((out / "data" / "nested_parts" / "train" / "masks").glob("*_1.png"))) == 12  # a part per scene
 
     metrics = json.loads((out / "metrics.json").read_text())
-    from samadapt.commands.demo import DEMO_METHODS
-
     assert set(metrics) == set(DEMO_METHODS) >= {"decoder_only", "shallow_fusion", "ldit", "edit"}
     for method, values in metrics.items():
         assert {"oIoU", "mIoU", "P@0.5", "P@0.7", "P@0.9", "trainable_params", "train_seconds"} <= set(values)
@@ -40,6 +48,7 @@ def test_demo_writes_metrics_report_and_examples(tmp_path, monkeypatch):
 
     report = (out / "report.md").read_text()
     assert all(f"| {method} |" in report for method in DEMO_METHODS)
+    assert "## The demo's claims" in report and "| nested: prompt learning beats frozen SAM's single point |" in report
     assert (out / "examples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "examples_nested.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert metrics["frozen_point"]["trainable_params"] == metrics["samf"]["trainable_params"]  # same decoder

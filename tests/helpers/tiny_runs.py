@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from samadapt.commands.demo import build_cli
+from samadapt.commands.demo_stages import build_cli
 from samadapt.training.cli import finish_wandb
 from tests.commands.test_cli import tiny_overrides
 
@@ -16,7 +16,7 @@ def fit_and_test(experiment: str, out: Path, run_name: str, sam: str, shapes: st
                 "init_args": {"save_dir": str(out / "logs"), "name": run_name}}
     overrides = [*tiny_overrides(sam, shapes, bert), "--trainer.val_check_interval=2",
                  "--trainer.check_val_every_n_epoch=null", f"--trainer.logger={json.dumps(csv_only)}", *extra]
-    cli = build_cli(experiment, out, overrides, run_name)
+    cli = build_cli(experiment, out, out / "data", overrides, run_name)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
     finish_wandb()
