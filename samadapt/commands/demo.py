@@ -70,7 +70,7 @@ def seed_stages(out: Path, seed: int, methods: list[str], args) -> list[Stage]:
         stage("tiny SAM", st.pretrain_sam, ("tiny_sam.pth", folder, data, seed, args.pretrain_steps),
               ("referring data",), "pretraining the stand-in SAM with points and boxes",
               threads=os.cpu_count() or 1),
-        stage("tiny SAM parts", st.pretrain_sam, ("tiny_sam_parts.pth", folder, data, seed, args.pretrain_steps),
+        stage("tiny SAM parts", st.pretrain_sam, ("tiny_sam_parts.pth", folder, data, seed, args.parts_steps),
               ("tiny SAM", "nested data"), "training a copy on parts and wholes (the nested task's stand-in)"),
         stage("tiny CLIP", st.pretrain_clip, (folder, data, seed, args.clip_steps), ("referring data",),
               "pretraining the stand-in CLIP"),
@@ -124,7 +124,8 @@ def write_seeds_report(out: Path, per_seed: dict[int, dict[str, dict]], seconds:
 def reusable(folder: Path, settings: dict) -> dict | None:
     """A seed's metrics from an earlier run with the same settings (demo --full after make demo reuses seed 0)."""
     try:
-        if json.loads((folder / "demo_settings.json").read_text()) == settings:
+        saved = json.loads((folder / "demo_settings.json").read_text())
+        if {**dict.fromkeys(settings), **saved} == settings:  # an option added since then is at its default
             return json.loads((folder / "metrics.json").read_text())
     except (OSError, ValueError):
         pass
@@ -136,7 +137,9 @@ def _parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--out", type=output_folder, default=Path("runs/demo"))
     parser.add_argument("--num-train", type=int, default=800, help="synthetic training images")
     parser.add_argument("--num-eval", type=int, default=50, help="synthetic images per evaluation split")
-    parser.add_argument("--pretrain-steps", type=int, default=None, help="override both pretraining stages' steps")
+    parser.add_argument("--pretrain-steps", type=int, default=None, help="the stand-in SAM's steps (default 600)")
+    parser.add_argument("--parts-steps", type=int, default=None,
+                        help="steps of its copy trained on parts and wholes, the nested task's stand-in (default 250)")
     parser.add_argument("--clip-steps", type=int, default=None, help="tiny CLIP pretraining steps (default 300)")
     parser.add_argument("--workers", type=int, default=2,
                         help="stages side by side, one thread each (default 2; 1: one after another, in this process)")
@@ -162,8 +165,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     seeds = list(FULL_SEEDS) if args.full else list(dict.fromkeys(args.seeds))
     start = time.perf_counter()
-    settings = {k: getattr(args, k) for k in ("num_train", "num_eval", "pretrain_steps", "clip_steps", "steps",
-                                              "methods")}
+    settings = {k: getattr(args, k) for k in ("num_train", "num_eval", "pretrain_steps", "parts_steps", "clip_steps",
+                                              "steps", "methods")}
     done = {seed: m for seed in seeds if len(seeds) > 1 and (m := reusable(seed_folder(args.out, seed), settings))}
     for seed in done:
         print(f"[demo] seed {seed}: reusing the finished run in {seed_folder(args.out, seed)}")
