@@ -63,7 +63,7 @@ def seed_stages(out: Path, seed: int, methods: list[str], args) -> list[Stage]:
 
     def stage(name: str, run, stage_args: tuple, needs: tuple[str, ...], what: str, threads: int = 0) -> Stage:
         needs = tuple(n if n.endswith("data") else n + tag for n in needs)
-        return Stage(name + tag, run, stage_args, needs, what + tag, EXPECTED_SECONDS.get(name, 60.0),
+        return Stage(name + tag, run, stage_args, needs, what, EXPECTED_SECONDS.get(name, 60.0),
                      threads, folder / "stages" / f"{name.replace(' ', '_')}.log")
 
     stages = [  # the first stand-in gets every core: besides it only the data and the short CLIP stage can run
@@ -92,15 +92,16 @@ def summary(name: str, result) -> str:
     return result or ""
 
 
-def write_seed_outputs(folder: Path, metrics: dict[str, dict], panels: dict, title: str) -> None:
+def write_seed_outputs(folder: Path, seed: int, metrics: dict[str, dict], panels: dict) -> None:
     """metrics.json, report.md (+ .png) and examples*.png of one seed's runs."""
     from samadapt.commands.compare import write_comparison
     from samadapt.commands.demo_claims import claims_markdown
     from samadapt.commands.demo_figures import write_all_examples
 
     atomic_write_json(metrics, folder / "metrics.json")
-    write_comparison([Path(m["log_dir"]) for m in metrics.values()], folder / "report.md", "oIoU", title)
-    claims = claims_markdown({0: metrics})
+    write_comparison([Path(m["log_dir"]) for m in metrics.values()], folder / "report.md", "oIoU",
+                     f"samadapt demo, pretraining seed {seed}: synthetic tasks (examples*.png, one per task)")
+    claims = claims_markdown({seed: metrics})
     if claims.count("\n") > 1:
         report = (folder / "report.md").read_text() + "\n## The demo's claims\n\n" + claims + "\n"
         atomic_write(folder / "report.md", lambda tmp: Path(tmp).write_text(report))
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
         runs = {m: results[m + tag] for m in args.methods}
         panels = {m: run.pop("examples") for m, run in runs.items()}
         folder = seed_folder(args.out, seed)
-        write_seed_outputs(folder, runs, panels, f"samadapt demo, seed {seed}: synthetic tasks (examples*.png)")
+        write_seed_outputs(folder, seed, runs, panels)
         atomic_write_json(settings, folder / "demo_settings.json")
         per_seed[seed] = runs
     per_seed = {seed: per_seed[seed] for seed in seeds}

@@ -41,7 +41,7 @@ def _start_worker(threads: int) -> None:
         import ctypes
         import signal
 
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG; Lightning would catch a SIGTERM and go on
 
 
 def run_logged(stage: Stage):

@@ -19,3 +19,11 @@ def append(source: Path, path: Path, text: str) -> str:
 def fail(message: str) -> None:
     print("about to fail")
     raise SamAdaptError(message)
+
+
+def sleep_after_writing_pid(path: Path, seconds: float) -> None:
+    import os
+    import time
+
+    path.write_text(str(os.getpid()))
+    time.sleep(seconds)

@@ -46,3 +46,37 @@ def test_a_need_no_stage_makes_is_refused_before_anything_runs(tmp_path):
         run_stages([Stage("a", write, (tmp_path / "a", "1")),
                     Stage("b", write, (tmp_path / "b", "2"), needs=("nothing",))])
     assert not (tmp_path / "a").exists()
+
+
+def test_killing_the_demo_ends_its_workers(tmp_path):
+    """A killed demo (SIGKILL: nothing of it runs any more) leaves no stage training on in the background."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pid_file = tmp_path / "worker.pid"
+    script = ("from pathlib import Path\n"
+              "from samadapt.commands.demo_schedule import Stage, run_stages\n"
+              "from tests.commands.demo_stage_fakes import sleep_after_writing_pid\n"
+              "if __name__ == '__main__':\n"
+              f"    run_stages([Stage('long', sleep_after_writing_pid, (Path({str(pid_file)!r}), 120))], workers=2)\n")
+    (tmp_path / "demo_like.py").write_text(script)
+    demo = subprocess.Popen([sys.executable, str(tmp_path / "demo_like.py")], cwd=os.getcwd(),
+                            env={**os.environ, "PYTHONPATH": os.getcwd()})
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    worker = int(pid_file.read_text())
+    demo.send_signal(signal.SIGKILL)
+    demo.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.kill(worker, signal.SIGKILL)
+    raise AssertionError("the demo's worker outlived it")
