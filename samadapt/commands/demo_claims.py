@@ -28,16 +28,18 @@ class Claim:
 
 CLAIMS = (
     Claim("referring: text (shallow fusion, E-DIT, L-DIT) beats text-blind (decoder only, LoRA)",
-          ("shallow_fusion", "edit", "ldit"), ("decoder_only", "lora"), 0.05, short=True),
+          ("shallow_fusion", "edit", "ldit"), ("decoder_only", "lora"), 0.05),
     Claim("referring: DIT's text inside the encoder (E-DIT, L-DIT) beats shallow fusion's",
           ("edit", "ldit"), ("shallow_fusion",), 0.0),
     Claim("referring: CLIP-Guided Manual beats CLIP-Guided text only", ("clip_guided_manual",),
           ("clip_guided_textonly",), 0.1, short=True),
-    Claim("referring: CLIP-Guided text only beats CLIP points", ("clip_guided_textonly",), ("clip_points",), 0.05),
+    Claim("referring: CLIP-Guided text only beats CLIP points", ("clip_guided_textonly",), ("clip_points",), 0.05,
+          short=True),
     Claim("class-aware: SAM-PTx's class name beats the text-blind parallel adapter", ("sam_ptx",),
-          ("parallel_adapter",), 0.1, short=True),
+          ("parallel_adapter",), 0.1),
     Claim("nested: prompt learning beats frozen SAM's single point", ("plm",), ("frozen_point",), 0.1, short=True),
-    Claim("nested: prompt learning comes within 0.05 of decoder fine-tuning (SAM-F)", ("plm",), ("samf",), -0.05),
+    Claim("nested: prompt learning comes within 0.05 of decoder fine-tuning (SAM-F)", ("plm",), ("samf",), -0.05,
+          short=True),
 )
 
 
