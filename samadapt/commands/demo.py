@@ -46,10 +46,19 @@ def seed_folder(out: Path, seed: int) -> Path:
     return out if seed == 0 else out / f"seed_{seed}"
 
 
+def stage_name(name: str, seed: int) -> str:
+    """A stage's name in the progress lines and results: "tiny SAM", "ldit (seed 2)"; data stages have no seed."""
+    return name if seed == 0 or name.endswith("data") else f"{name} (seed {seed})"
+
+
+def stage_log(folder: Path, name: str) -> Path:
+    return folder / "stages" / f"{name.replace(' ', '_')}.log"
+
+
 def data_stages(out: Path, num_train: int, num_eval: int) -> list[Stage]:
     data = out / "data"
     return [Stage(name, run, (data, num_train, num_eval), what=f"writing the synthetic {words}",
-                  expected_s=EXPECTED_SECONDS[name], log=out / "stages" / f"{name.replace(' ', '_')}.log")
+                  expected_s=EXPECTED_SECONDS[name], log=stage_log(out, name))
             for name, run, words in (
                 ("referring data", st.write_referring, "referring shapes (RefCOCO layout)"),
                 ("nested data", st.write_nested, "nested shapes"),
@@ -59,12 +68,10 @@ def data_stages(out: Path, num_train: int, num_eval: int) -> list[Stage]:
 def seed_stages(out: Path, seed: int, methods: list[str], args) -> list[Stage]:
     """Pretraining the stand-ins, then each method, for one seed."""
     folder, data = seed_folder(out, seed), out / "data"
-    tag = "" if seed == 0 else f" (seed {seed})"
 
     def stage(name: str, run, stage_args: tuple, needs: tuple[str, ...], what: str, threads: int = 0) -> Stage:
-        needs = tuple(n if n.endswith("data") else n + tag for n in needs)
-        return Stage(name + tag, run, stage_args, needs, what, EXPECTED_SECONDS.get(name, 60.0),
-                     threads, folder / "stages" / f"{name.replace(' ', '_')}.log")
+        return Stage(stage_name(name, seed), run, stage_args, tuple(stage_name(n, seed) for n in needs), what,
+                     EXPECTED_SECONDS.get(name, 60.0), threads, stage_log(folder, name))
 
     stages = [  # the first stand-in gets every core: besides it only the data and the short CLIP stage can run
         stage("tiny SAM", st.pretrain_sam, ("tiny_sam.pth", folder, data, seed, args.pretrain_steps),
@@ -95,15 +102,14 @@ def summary(name: str, result) -> str:
 def write_seed_outputs(folder: Path, seed: int, metrics: dict[str, dict], panels: dict) -> None:
     """metrics.json, report.md (+ .png) and examples*.png of one seed's runs."""
     from samadapt.commands.compare import write_comparison
-    from samadapt.commands.demo_claims import claims_markdown
+    from samadapt.commands.demo_claims import check_claims, claims_markdown
     from samadapt.commands.demo_figures import write_all_examples
 
     atomic_write_json(metrics, folder / "metrics.json")
-    write_comparison([Path(m["log_dir"]) for m in metrics.values()], folder / "report.md", "oIoU",
-                     f"samadapt demo, pretraining seed {seed}: synthetic tasks (examples*.png, one per task)")
-    claims = claims_markdown({seed: metrics})
-    if claims.count("\n") > 1:
-        report = (folder / "report.md").read_text() + "\n## The demo's claims\n\n" + claims + "\n"
+    report = write_comparison([Path(m["log_dir"]) for m in metrics.values()], folder / "report.md", "oIoU",
+                              f"samadapt demo, pretraining seed {seed}: synthetic tasks (examples*.png, one per task)")
+    if check_claims({seed: metrics}):  # a subset of methods may make none of them applicable
+        report += "\n## The demo's claims\n\n" + claims_markdown({seed: metrics}) + "\n"
         atomic_write(folder / "report.md", lambda tmp: Path(tmp).write_text(report))
     write_all_examples({m: (st.DEMO_DATA.get(m, st.REFERRING)[0], panel) for m, panel in panels.items()}, folder)
 
@@ -182,8 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     for seed in seeds:
         if seed in done:
             continue
-        tag = "" if seed == 0 else f" (seed {seed})"
-        runs = {m: results[m + tag] for m in args.methods}
+        runs = {m: results[stage_name(m, seed)] for m in args.methods}
         panels = {m: run.pop("examples") for m, run in runs.items()}
         folder = seed_folder(args.out, seed)
         write_seed_outputs(folder, seed, runs, panels)

@@ -7,8 +7,9 @@ within that much). tests/commands/test_demo_claims.py runs a shortened demo and 
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
+
+from samadapt.commands.compare import mean_std
 
 
 @dataclass(frozen=True)
@@ -49,9 +50,9 @@ def oiou_of(metrics: dict[str, dict]) -> dict[str, float]:
 
 def check_claims(metrics_per_seed: dict[int, dict[str, dict]]) -> list[dict]:
     """Each applicable claim with its gap per seed and whether it held in every one."""
+    runs = {seed: oiou_of(metrics) for seed, metrics in metrics_per_seed.items()}
     checked = []
     for claim in CLAIMS:
-        runs = {seed: oiou_of(metrics) for seed, metrics in metrics_per_seed.items()}
         if not all(claim.applies(oiou) for oiou in runs.values()):
             continue
         gaps = {seed: claim.gap(oiou) for seed, oiou in runs.items()}
@@ -79,11 +80,7 @@ def seeds_markdown(metrics_per_seed: dict[int, dict[str, dict]], keys=("oIoU", "
              "|---|---|" + "---|" * len(keys) + "---|"]
     for method in methods:
         runs = [metrics_per_seed[s][method] for s in seeds]
-        cells = []
-        for key in keys:
-            values = [r[key] for r in runs]
-            spread = statistics.stdev(values) if len(values) > 1 else 0.0
-            cells.append(f"{statistics.mean(values):.3f} ± {spread:.3f}")
+        cells = [mean_std([r[key] for r in runs]) for key in keys]
         per_seed = ", ".join(f"{r['oIoU']:.3f}" for r in runs)
         lines.append(f"| {runs[0]['data']} | {method} | {' | '.join(cells)} | {per_seed} |")
     return "\n".join(lines)

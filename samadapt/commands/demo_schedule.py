@@ -13,8 +13,8 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from contextlib import redirect_stderr, redirect_stdout
-from dataclasses import dataclass, field, replace
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -44,30 +44,45 @@ def _start_worker(threads: int) -> None:
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG; Lightning would catch a SIGTERM and go on
 
 
-def run_logged(stage: Stage):
-    """A stage with its stdout and stderr in its log file (the worker's side)."""
-    if stage.threads:
-        import torch
+@contextmanager
+def torch_threads(threads: int):
+    """`threads` torch threads inside (0: leave them as they are)."""
+    if not threads:
+        yield
+        return
+    import torch
 
-        before = torch.get_num_threads()
-        torch.set_num_threads(stage.threads)
-        try:
-            return run_logged(replace(stage, threads=0))
-        finally:
-            torch.set_num_threads(before)
-    if stage.log is None:
-        return stage.run(*stage.args)
-    stage.log.parent.mkdir(parents=True, exist_ok=True)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextmanager
+def output_to(log: Path | None):
+    """stdout and stderr into `log` inside, Python's and the file descriptors' (C-level writes land there too)."""
+    if log is None:
+        yield
+        return
+    log.parent.mkdir(parents=True, exist_ok=True)
     sys.stdout.flush(), sys.stderr.flush()
-    with open(stage.log, "w", buffering=1) as log, redirect_stdout(log), redirect_stderr(log):
+    with open(log, "w", buffering=1) as file, redirect_stdout(file), redirect_stderr(file):
         saved = os.dup(1), os.dup(2)
-        os.dup2(log.fileno(), 1), os.dup2(log.fileno(), 2)  # file descriptors too: C-level writes land there
+        os.dup2(file.fileno(), 1), os.dup2(file.fileno(), 2)
         try:
-            return stage.run(*stage.args)
+            yield
         finally:
             sys.stdout.flush(), sys.stderr.flush()
             os.dup2(saved[0], 1), os.dup2(saved[1], 2)
             os.close(saved[0]), os.close(saved[1])
+
+
+def run_logged(stage: Stage):
+    """A stage with its threads, and its stdout and stderr in its log file (the worker's side)."""
+    with torch_threads(stage.threads), output_to(stage.log):
+        return stage.run(*stage.args)
 
 
 def failed(stage: Stage, error: BaseException) -> SamAdaptError:

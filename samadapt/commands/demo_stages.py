@@ -59,9 +59,12 @@ def build_cli(experiment: str, folder: Path, data: Path, overrides: list[str], r
     return SamAdaptCLI(args=args, run=False)
 
 
-def stand_in_checkpoint(experiment: str, folder: Path) -> list[str]:
-    """The override pointing the experiment's stand-in SAM (runs/demo/<file>) into `folder`; none if it names none."""
-    exp = yaml.safe_load((EXPERIMENTS / f"{experiment}.yaml").read_text())
+def read_experiment(experiment: str) -> dict:
+    return yaml.safe_load((EXPERIMENTS / f"{experiment}.yaml").read_text())
+
+
+def stand_in_checkpoint(exp: dict, folder: Path) -> list[str]:
+    """The override pointing an experiment's stand-in SAM (runs/demo/<file>) into `folder`; none if it names none."""
     named = exp["model"].get("sam_checkpoint")
     return [f"--model.sam_checkpoint={folder / Path(named).name}"] if named else []
 
@@ -99,7 +102,8 @@ def pretrain_sam(weights: str, folder: Path, data: Path, seed: int, steps: int |
     if (folder / weights).exists():
         return "already there"
     experiment, data_folder = STAND_INS[weights]
-    overrides = [*stand_in_checkpoint(experiment, folder), *([f"--trainer.max_steps={steps}"] if steps else [])]
+    overrides = [*stand_in_checkpoint(read_experiment(experiment), folder),
+                 *([f"--trainer.max_steps={steps}"] if steps else [])]
     cli = build_cli(experiment, folder, data / data_folder, overrides, Path(experiment).name, seed)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     finish_wandb()
@@ -127,10 +131,10 @@ def train_method(method: str, folder: Path, data: Path, seed: int, steps: int | 
     from samadapt.training.cli import finish_wandb
 
     experiment = f"demo/{method}"
-    exp = yaml.safe_load((EXPERIMENTS / f"{experiment}.yaml").read_text())
+    exp = read_experiment(experiment)
     untrained = (exp.get("trainer") or {}).get("max_steps") == 0
     steps = None if untrained else steps  # a reference row stays untrained under --steps
-    overrides = stand_in_checkpoint(experiment, folder) + ([f"--trainer.max_steps={steps}"] if steps else [])
+    overrides = stand_in_checkpoint(exp, folder) + ([f"--trainer.max_steps={steps}"] if steps else [])
     if exp["model"].get("text_encoder") == "clip":  # the stand-in CLIP of this seed
         overrides.append(f"--model.text_options.pretrained={folder / 'tiny_clip.pt'}")
     data_folder, label = DEMO_DATA.get(method, REFERRING)
