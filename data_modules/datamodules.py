@@ -56,6 +56,18 @@ def check_counts(minimum: int, **values: int | None) -> None:
             raise SamAdaptError(f"data.init_args.{name}={value!r} must be a whole number >= {minimum}")
 
 
+def image_groups(ds: Dataset) -> list[list[int]]:
+    """The dataset's indices grouped by the image they read, in order of first appearance."""
+    base, indices = (ds.dataset, list(ds.indices)) if isinstance(ds, Subset) else (ds, None)
+    targets = getattr(base, "targets", None)
+    if targets is None:
+        raise SamAdaptError(f"group_by_image needs a dataset that lists its targets; {type(base).__name__} does not")
+    groups: dict[str, list[int]] = {}
+    for position in range(len(ds)):  # type: ignore[arg-type]
+        groups.setdefault(targets[position if indices is None else indices[position]].image, []).append(position)
+    return list(groups.values())
+
+
 def take_first(ds: Dataset, n: int | None) -> Dataset:
     """The first n samples of ds (all if n is None or larger); deterministic, for quick runs."""
     if n is None or n >= len(ds):  # type: ignore[arg-type]
@@ -78,6 +90,7 @@ class PromptedSegDataModule(LightningDataModule):
         test_splits: list[str] | None = None,
         image_size: int = 1024,
         num_points: int = 1,
+        train_num_points: list[int] | None = None,
         num_bg_points: int = 0,
         point_strategy: PointStrategy = "uniform",
         box_jitter: float = 0.1,
@@ -97,6 +110,7 @@ class PromptedSegDataModule(LightningDataModule):
         seed: int = 0,
         max_train_samples: int | None = None,
         max_eval_samples: int | None = None,
+        group_by_image: bool = False,
     ):
         """
         Args:
@@ -104,6 +118,8 @@ class PromptedSegDataModule(LightningDataModule):
             test_splits: the splits to test on, in order (default: the dataset's evaluation splits)
             image_size: side of the square, letterboxed model input (`samadapt fit` sets it from the model's)
             num_points: foreground points per sample
+            train_num_points: training: each sample's foreground point count drawn from these, e.g. [1, 2, 3], so
+                a model learns what one click and what several mean (null: always num_points)
             num_bg_points: background points per sample, drawn outside the object
             point_strategy: uniform: anywhere on the object; interior: away from its boundary
             box_jitter: training: each side of the box moves by up to this fraction of the box's size
@@ -125,15 +141,20 @@ class PromptedSegDataModule(LightningDataModule):
             seed: seeds the training order and draws, and the evaluation prompts
             max_train_samples: train on the first N samples only (quick runs)
             max_eval_samples: evaluate on the first N samples of each split only
+            group_by_image: training: the shuffled order keeps each image's samples together, so a batch holds
+                several referents of one scene and only their texts tell them apart (the demo's referring runs)
         """
         super().__init__()
         self.save_hyperparameters()  # with the arguments of every subclass (Lightning reads their frames)
         check_counts(1, batch_size=batch_size, eval_batch_size=eval_batch_size, image_size=image_size,
                      max_train_samples=max_train_samples, max_eval_samples=max_eval_samples)
         check_counts(0, num_workers=num_workers, num_points=num_points, num_bg_points=num_bg_points)
+        if train_num_points is not None:
+            check_counts(1, **{f"train_num_points[{i}]": k for i, k in enumerate(train_num_points)})
         self.root = Path(root)
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.seed, self.max_train_samples, self.max_eval_samples = seed, max_train_samples, max_eval_samples
+        self.group_by_image = group_by_image
         self.test_splits = None if test_splits is None else list(test_splits)
         check_color_jitter(color_jitter_strength, color_jitter_p, color_jitter_style)
         long_sides = check_long_sides(random_long_side, image_size)
@@ -143,7 +164,8 @@ class PromptedSegDataModule(LightningDataModule):
         self.train_options = SampleOptions(**common, box_jitter=box_jitter, hflip=hflip, color_jitter=color_jitter,
                                            color_jitter_strength=color_jitter_strength, color_jitter_p=color_jitter_p,
                                            color_jitter_style=color_jitter_style, blur=blur,
-                                           random_long_side=long_sides)
+                                           random_long_side=long_sides,
+                                           train_num_points=tuple(train_num_points) if train_num_points else None)
         self.eval_options = SampleOptions(**common)
         self.train_split = self.val_split = ""
         self.train_set: Dataset | None = None
@@ -201,7 +223,9 @@ class PromptedSegDataModule(LightningDataModule):
         )
         if shuffle:  # training: seeded order and per-sample randomness, position saved in checkpoints
             seed = torch.initial_seed() + int(self.seed or 0)
-            sampler = ResumableSampler(len(ds), seed, shuffle=True, num_replicas=world, rank=rank)  # type: ignore[arg-type]
+            groups = image_groups(ds) if self.group_by_image else None
+            sampler = ResumableSampler(len(ds), seed, shuffle=True, num_replicas=world, rank=rank,  # type: ignore[arg-type]
+                                       groups=groups)
             return ResumableDataLoader(SeededDataset(ds), sampler=sampler, drop_last=len(sampler) > batch_size,
                                        batches_done=self._batches_done, **common)
         sampler = EvalShardSampler(len(ds), world, rank) if world > 1 else None  # type: ignore[arg-type]

@@ -44,6 +44,7 @@ class SampleOptions:
 
     image_size: int = 1024
     num_points: int = 1
+    train_num_points: tuple[int, ...] | None = None  # training: each sample's point count drawn from these
     num_bg_points: int = 0
     point_strategy: PointStrategy = "uniform"
     box_jitter: float = 0.0
@@ -158,8 +159,11 @@ class BinarySegDataset(Dataset):
             if px.ignore is not None:
                 valid &= ~px.ignore[0]
         jitter = opt.box_jitter if self.train else 0.0
+        num_points = opt.num_points
+        if self.train and opt.train_num_points:
+            num_points = opt.train_num_points[int(torch.randint(len(opt.train_num_points), (), generator=gen))]
         points, labels, box = letterboxed_prompts(px.mask_bool, px.prompt_mask, px.scale, px.content_box,
-                                                  opt.num_points, jitter, gen, opt.num_bg_points, opt.point_strategy,
+                                                  num_points, jitter, gen, opt.num_bg_points, opt.point_strategy,
                                                   valid)
         sample = Sample(
             image=px.image,

@@ -36,9 +36,12 @@ class ResumableSampler(DistributedSampler):
     `skip_samples(n)` makes the next iteration start after the first n samples of this rank's slice.
     """
 
-    def __init__(self, size: int, seed: int, shuffle: bool = True, num_replicas: int = 1, rank: int = 0):
+    def __init__(self, size: int, seed: int, shuffle: bool = True, num_replicas: int = 1, rank: int = 0,
+                 groups: list[list[int]] | None = None):
+        """`groups`: indices to keep together (each image's samples): the order shuffles the groups, then the
+        indices inside each, so consecutive samples, and so a batch, share an image."""
         # DistributedSampler.__init__ insists on an initialised process group; set what it would set.
-        self.dataset_size, self.seed, self.shuffle = size, int(seed), shuffle
+        self.dataset_size, self.seed, self.shuffle, self.groups = size, int(seed), shuffle, groups
         self.num_replicas, self.rank, self.epoch = num_replicas, rank, 0
         self.num_samples = -(-size // num_replicas)  # ceil: the last ranks repeat the first samples
         self.total_size = self.num_samples * num_replicas
@@ -55,7 +58,11 @@ class ResumableSampler(DistributedSampler):
         return self.num_samples
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        if self.shuffle:
+        if self.shuffle and self.groups:
+            gen = torch.Generator().manual_seed(sample_seed(self.seed, self.epoch, -1))
+            order = [self.groups[g][k] for g in torch.randperm(len(self.groups), generator=gen).tolist()
+                     for k in torch.randperm(len(self.groups[g]), generator=gen).tolist()]
+        elif self.shuffle:
             gen = torch.Generator().manual_seed(sample_seed(self.seed, self.epoch, -1))
             order = torch.randperm(self.dataset_size, generator=gen).tolist()
         else:

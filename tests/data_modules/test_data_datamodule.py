@@ -19,10 +19,12 @@ def _dm(root, **kw):
     return RefCocoDataModule(root, dataset="shapes", image_size=32, batch_size=2, eval_batch_size=3, **kw)
 
 
-SHARED = {"test_splits": None, "image_size": 1024, "num_points": 1, "num_bg_points": 0, "point_strategy": "uniform",
+SHARED = {"test_splits": None, "image_size": 1024, "num_points": 1, "train_num_points": None, "num_bg_points": 0,
+          "point_strategy": "uniform",
           "box_jitter": 0.1, "hflip": False, "color_jitter": False, "blur": False, "batch_size": 8,
           "eval_batch_size": 8, "num_workers": 0, "pixel_cache_dir": None, "pixel_cache_mb": 20000, "seed": 0,
-          "max_train_samples": None, "max_eval_samples": None, "color_jitter_strength": 0.2, "color_jitter_p": None,
+          "max_train_samples": None, "max_eval_samples": None, "group_by_image": False,
+          "color_jitter_strength": 0.2, "color_jitter_p": None,
           "color_jitter_style": "albumentations", "random_long_side": None, "letterbox": "top_left"}
 CLASS_BASED = {**SHARED, "text_template": "{}"}
 # Experiment files and saved configs name these arguments: their names and defaults must stay.

@@ -1,6 +1,7 @@
 """Prompt options (background points, interior points), deterministic evaluation prompts, letterbox undo, collate."""
 
 import numpy as np
+import pytest
 import torch
 
 from data_modules import FolderDataModule
@@ -8,6 +9,7 @@ from data_modules.pipeline.augment import PhotometricAugment
 from data_modules.pipeline.collate import collate_prompted
 from data_modules.pipeline.prompts import interior_region, sample_prompts
 from data_modules.pipeline.transforms import letterbox, unletterbox
+from samadapt.errors import SamAdaptError
 from tests.helpers.layouts import write_folder
 
 
@@ -45,6 +47,21 @@ def test_eval_prompts_are_deterministic_per_sample_not_per_position(tmp_path):
         s = again.val_set[i]
         first = full[s["sample_id"]]
         assert torch.equal(s["points"], first["points"]) and torch.equal(s["box"], first["box"])
+
+
+def test_training_draws_its_point_count_from_train_num_points_and_evaluation_keeps_num_points(tmp_path):
+    root = write_folder(tmp_path / "f", splits=(("train", 4), ("val", 4)))
+    dm = FolderDataModule(str(root), image_size=64, num_points=3, train_num_points=[1, 3])
+    dm.setup("fit")
+    counts = [int((dm.train_set[i % 4]["point_labels"] == 1).sum()) for i in range(40)]
+    assert set(counts) == {1, 3}  # both drawn, nothing else
+    assert {int((dm.val_set[i]["point_labels"] == 1).sum()) for i in range(4)} == {3}
+    samples = [dm.train_set[i % 4] for i in range(8)]
+    labels = collate_prompted(samples)["point_labels"]  # a batch of mixed counts: the short ones padded with -1
+    counts = [int((s["point_labels"] == 1).sum()) for s in samples]
+    assert labels.shape[1] == max(counts) and [int((row == 1).sum()) for row in labels] == counts
+    with pytest.raises(SamAdaptError, match=r"train_num_points\[1\]=0 must be a whole number >= 1"):
+        FolderDataModule(str(root), image_size=64, train_num_points=[2, 0])
 
 
 def test_unletterbox_restores_the_original_frame():

@@ -1,5 +1,6 @@
 """Atomic checkpoints, the non-finite loss guard, the resumable sampler's contract, and checkpoints given to a run."""
 
+import itertools
 import os
 import random
 from pathlib import Path
@@ -115,6 +116,30 @@ def test_resumable_sampler_order_is_seeded_sharded_and_skips():
     assert list(resumed) == full[4:]
     shards = [list(ResumableSampler(10, seed=7, num_replicas=3, rank=r)) for r in range(3)]
     assert all(len(s) == 4 for s in shards) and {i for s in shards for i, _ in s} == set(range(10))
+
+
+def test_grouped_order_keeps_each_image_together_shuffled_and_resumable():
+    groups = [[0, 1, 2], [3], [4, 5], [6, 7, 8, 9]]
+    full = [i for i, _ in ResumableSampler(10, seed=7, groups=groups)]
+    assert sorted(full) == list(range(10))
+    group_of = {i: g for g, members in enumerate(groups) for i in members}
+    changes = sum(group_of[a] != group_of[b] for a, b in itertools.pairwise(full))
+    assert changes == len(groups) - 1  # each image's samples come in one run
+    other = ResumableSampler(10, seed=7, groups=groups)
+    other.set_epoch(1)
+    assert [i for i, _ in other] != full  # groups and members reshuffled each epoch
+    resumed = ResumableSampler(10, seed=7, groups=groups)
+    resumed.skip_samples(4)
+    assert [i for i, _ in resumed] == full[4:]
+
+
+def test_group_by_image_batches_share_a_scene(shapes_root):
+    dm = RefCocoDataModule(shapes_root, dataset="shapes", image_size=TEST_SIZE, batch_size=4, group_by_image=True)
+    dm.setup("fit")
+    images = [t.image for t in dm.train_set.targets]
+    order = [i for i, _ in dm.train_dataloader().sampler]
+    changes = sum(images[a] != images[b] for a, b in itertools.pairwise(order))
+    assert changes == len(set(images)) - 1  # every scene's referents in a row
 
 
 def _batches(loader, count=None):
