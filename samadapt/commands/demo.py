@@ -35,7 +35,7 @@ FULL_SEEDS = (0, 1, 2)
 # Seconds each stage took on the 2-core VM with 2 workers (docs/measurements.md#demo); the progress line's estimate.
 EXPECTED_SECONDS = {
     "referring data": 6, "class-aware data": 2, "nested data": 9, "tiny SAM": 143, "tiny SAM parts": 75,
-    "tiny CLIP": 39, "edit": 125, "ldit": 130, "shallow_fusion": 57, "clip_guided_manual": 85,
+    "tiny CLIP": 39, "edit": 125, "ldit": 130, "shallow_fusion": 57, "clip_guided_manual": 60,
     "clip_guided_textonly": 70, "sam_ptx": 62, "parallel_adapter": 65, "lora": 61, "plm": 52, "decoder_only": 35,
     "samf": 32, "clip_points": 7, "frozen_point": 3,
 }
