@@ -27,15 +27,19 @@ class Claim:
         return all(m in oiou for m in self.better + self.worse)
 
 
+# Shallow fusion's lead over text-blind is not claimed with a margin: at the demo's length it reads its text in
+# some stand-ins and stays on the text-blind plateau in others (docs/measurements.md#demo); the table shows its gap.
 CLAIMS = (
-    Claim("referring: text (shallow fusion, E-DIT, L-DIT) beats text-blind (decoder only, LoRA)",
-          ("shallow_fusion", "edit", "ldit"), ("decoder_only", "lora"), 0.05),
+    Claim("referring: text inside SAM's encoder (E-DIT, L-DIT) beats text-blind (decoder only, LoRA)",
+          ("edit", "ldit"), ("decoder_only", "lora"), 0.05),
+    Claim("referring: shallow fusion's text in the decoder does no worse than text-blind",
+          ("shallow_fusion",), ("decoder_only", "lora"), 0.0),
     Claim("referring: DIT's text inside the encoder (E-DIT, L-DIT) beats shallow fusion's",
           ("edit", "ldit"), ("shallow_fusion",), 0.0),
     Claim("referring: CLIP-Guided Manual beats CLIP-Guided text only", ("clip_guided_manual",),
           ("clip_guided_textonly",), 0.1, short=True),
-    Claim("referring: CLIP-Guided text only beats CLIP points", ("clip_guided_textonly",), ("clip_points",), 0.05,
-          short=True),
+    # Not in the shortened demo: at 150 steps text only (0.481) is level with a stand-in that reads one click (0.472).
+    Claim("referring: CLIP-Guided text only beats CLIP points", ("clip_guided_textonly",), ("clip_points",), 0.05),
     Claim("class-aware: SAM-PTx's class name beats the text-blind parallel adapter", ("sam_ptx",),
           ("parallel_adapter",), 0.1),
     Claim("nested: prompt learning beats frozen SAM's single point", ("plm",), ("frozen_point",), 0.1, short=True),

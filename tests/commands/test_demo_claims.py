@@ -12,8 +12,8 @@ def scores(**oiou):
 
 
 def test_a_claim_holds_only_when_the_worst_better_method_clears_the_best_worse_one_by_the_margin():
-    text_claim = CLAIMS[0]
-    referring = scores(shallow_fusion=0.40, edit=0.42, ldit=0.38, decoder_only=0.25, lora=0.32)
+    text_claim = CLAIMS[0]  # E-DIT and L-DIT against decoder only and LoRA, by 0.05
+    referring = scores(shallow_fusion=0.30, edit=0.42, ldit=0.38, decoder_only=0.25, lora=0.32)
     assert text_claim.gap({m: v["oIoU"] for m, v in referring.items()}) == pytest.approx(0.38 - 0.32)
     held = check_claims({0: referring, 1: {**referring, "lora": scores(lora=0.34)["lora"]}})[0]
     assert held["gaps"] == {0: pytest.approx(0.06), 1: pytest.approx(0.04)} and not held["held"]  # seed 1 misses 0.05
@@ -42,6 +42,6 @@ def test_a_shortened_demo_shows_the_claims_that_hold_at_its_length(tmp_path):
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     oiou = {method: values["oIoU"] for method, values in metrics.items()}
     short = [claim for claim in CLAIMS if claim.short and claim.applies(oiou)]
-    assert len(short) == 4, [claim.text for claim in short]
+    assert len(short) == 3, [claim.text for claim in short]
     for claim in short:
         assert claim.gap(oiou) >= claim.margin, (claim.text, oiou)
