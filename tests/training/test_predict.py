@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 
 import numpy as np
 import pytest
@@ -52,7 +53,7 @@ def test_predict_writes_original_size_masks_whose_iou_is_tests(tiny_sam_checkpoi
     check_pngs(out, rows, original_sizes("RefCocoDataModule", root=shapes_root, dataset="shapes",
                                          test_splits=["testA"], max_eval_samples=4))
     assert {r["split"] for r in rows} == {"testA"} and all(r["text"] and r["prompts"] == "text" for r in rows)
-    assert all(0.0 <= float(r["score"]) <= 1.5 for r in rows)
+    assert all(math.isfinite(float(r["score"])) for r in rows)  # SAM's IoU head: unbounded, never NaN
     tested = {r["sample_id"]: float(r["IoU"]) for r in read_csv(run / "test_per_sample.csv")}
     assert {r["sample_id"]: float(r["IoU"]) for r in rows} == pytest.approx(tested, abs=1e-9)
 
