@@ -58,13 +58,13 @@ class ResumableSampler(DistributedSampler):
         return self.num_samples
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        if self.shuffle and self.groups:
+        if self.shuffle:
             gen = torch.Generator().manual_seed(sample_seed(self.seed, self.epoch, -1))
-            order = [self.groups[g][k] for g in torch.randperm(len(self.groups), generator=gen).tolist()
-                     for k in torch.randperm(len(self.groups[g]), generator=gen).tolist()]
-        elif self.shuffle:
-            gen = torch.Generator().manual_seed(sample_seed(self.seed, self.epoch, -1))
-            order = torch.randperm(self.dataset_size, generator=gen).tolist()
+            if self.groups:
+                order = [self.groups[g][k] for g in torch.randperm(len(self.groups), generator=gen).tolist()
+                         for k in torch.randperm(len(self.groups[g]), generator=gen).tolist()]
+            else:
+                order = torch.randperm(self.dataset_size, generator=gen).tolist()
         else:
             order = list(range(self.dataset_size))
         positions = list(range(self.rank, self.total_size, self.num_replicas))
